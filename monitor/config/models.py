@@ -1,0 +1,563 @@
+"""Typed, frozen configuration models (DESIGN §3).
+
+Every model forbids unknown keys, so a typo is an error instead of a silently
+ignored setting.  Secrets are `SecretStr`, so they print as `**********` in
+reprs, logs and tracebacks.  Cross-references between sections (a site naming
+a calendar, a mailbox or a phone line) are checked in `crossrefs.py`, which
+works on the raw document so that they are reported together with every
+other error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date, time
+from email.utils import parseaddr
+from enum import Enum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+COMMITMENT_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Channel(str, Enum):
+    email = "email"
+    phone = "phone"
+
+
+class Role(str, Enum):
+    viewer = "viewer"
+    auditor = "auditor"
+    admin = "admin"
+
+
+# --------------------------------------------------------------------------
+# small parsed value types
+
+
+class TimeSlot(Frozen):
+    """One opening slot of a day, local time; `end` may be 24:00."""
+
+    start: time
+    end_minutes: int  # minutes after local midnight, up to 1440
+
+    @property
+    def start_minutes(self) -> int:
+        return self.start.hour * 60 + self.start.minute
+
+
+def parse_slot(text: str) -> TimeSlot:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a time slot; write it like '10:00-18:00'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise ValueError(f"{text!r} has an impossible time")
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if end <= start:
+        raise ValueError(f"{text!r} ends before it starts (slots cannot cross midnight; split them)")
+    return TimeSlot(start=time(h1, m1), end_minutes=end)
+
+
+def parse_day_spec(spec: str) -> tuple[int, ...]:
+    """'tue-sun' -> (1..6), 'sat,sun' -> (5, 6), 'daily' -> all; Monday is 0."""
+    if spec.strip().lower() in ("daily", "all", "mon-sun"):
+        return tuple(range(7))
+    days: list[int] = []
+    for part in spec.lower().split(","):
+        part = part.strip()
+        if "-" in part:
+            first, _, last = part.partition("-")
+            a, b = _weekday(first), _weekday(last)
+            span = range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)]
+            days.extend(span)
+        else:
+            days.append(_weekday(part))
+    return tuple(sorted(set(days)))
+
+
+def _weekday(name: str) -> int:
+    name = name.strip()
+    if name not in WEEKDAYS:
+        raise ValueError(f"{name!r} is not a weekday; use one of {', '.join(WEEKDAYS)}")
+    return WEEKDAYS.index(name)
+
+
+# --------------------------------------------------------------------------
+# calendars
+
+
+class HolidaySource(Frozen):
+    country: str = "FR"
+    subdivision: str | None = None
+
+    @model_validator(mode="after")
+    def _known_to_holidays(self) -> HolidaySource:
+        import holidays
+
+        try:
+            holidays.country_holidays(self.country, subdiv=self.subdivision, years=2026)
+        except NotImplementedError:
+            raise ValueError(f"country {self.country!r} is not known to the holidays package") from None
+        except Exception as exc:  # holidays raises NotImplementedError or ValueError
+            raise ValueError(f"subdivision {self.subdivision!r} is not known for {self.country}: {exc}") from None
+        return self
+
+
+Closure = str  # 'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD' or recurring 'MM-DD'
+
+
+def parse_closure(text: str) -> tuple[date, date] | tuple[int, int]:
+    """A dated closure gives (first, last); a recurring one gives (month, day)."""
+    text = text.strip()
+    if re.fullmatch(r"\d{2}-\d{2}", text):
+        month, day = int(text[:2]), int(text[3:])
+        date(2024, month, day)  # leap year: accepts 02-29, rejects 02-30
+        return (month, day)
+    first, sep, last = text.partition("..")
+    start = date.fromisoformat(first.strip())
+    end = date.fromisoformat(last.strip()) if sep else start
+    if end < start:
+        raise ValueError(f"closure {text!r} ends before it starts")
+    return (start, end)
+
+
+class CalendarConfig(Frozen):
+    working_days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+    holidays: HolidaySource | None = Field(default_factory=HolidaySource)
+    closures: tuple[Closure, ...] = ()
+    opening_hours: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    open_on_holidays: bool = Field(
+        default=False,
+        description="Opening hours also apply on public holidays (many museums open on them); closures always close.",
+    )
+    timezone: str | None = Field(default=None, description="Defaults to the top-level timezone.")
+
+    @field_validator("closures", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: object) -> object:
+        # YAML turns an unquoted 2026-12-24 into a date; accept it as written.
+        if isinstance(value, list):
+            return [v.isoformat() if isinstance(v, date) else v for v in value]
+        return value
+
+    @field_validator("closures")
+    @classmethod
+    def _closures_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                parse_closure(item)
+            except ValueError as exc:
+                raise ValueError(
+                    f"closure {item!r} is not 'YYYY-MM-DD', 'YYYY-MM-DD..YYYY-MM-DD' or 'MM-DD' ({exc})"
+                ) from None
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours_parse(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[int, str] = {}
+        for spec, slots in value.items():
+            for day in parse_day_spec(spec):
+                if day in seen:
+                    raise ValueError(f"{WEEKDAYS[day]} is listed twice (in {seen[day]!r} and {spec!r})")
+                seen[day] = spec
+            parsed = sorted((parse_slot(s) for s in slots), key=lambda s: s.start_minutes)
+            for before, after in zip(parsed, parsed[1:]):
+                if after.start_minutes < before.end_minutes:
+                    raise ValueError(f"slots of {spec!r} overlap")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz_known(cls, value: str | None) -> str | None:
+        return value if value is None else check_timezone(value)
+
+    def weekly_slots(self) -> dict[int, tuple[TimeSlot, ...]]:
+        """Weekday (Monday 0) -> sorted opening slots."""
+        result: dict[int, tuple[TimeSlot, ...]] = {}
+        for spec, slots in self.opening_hours.items():
+            parsed = tuple(sorted((parse_slot(s) for s in slots), key=lambda s: s.start_minutes))
+            for day in parse_day_spec(spec):
+                result[day] = parsed
+        return result
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Paris'") from None
+    return value
+
+
+# --------------------------------------------------------------------------
+# commitments
+
+
+class Within(Frozen):
+    """Exactly one way of expressing a deadline."""
+
+    working_days: Annotated[int, Field(ge=1, le=366)] | None = None
+    business_hours: Annotated[float, Field(gt=0, le=10000)] | None = None
+    seconds: Annotated[float, Field(gt=0)] | None = None
+    rings: Annotated[float, Field(gt=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Within:
+        given = [k for k in ("working_days", "business_hours", "seconds", "rings") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of working_days, business_hours, seconds, rings"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def unit(self) -> str:
+        return next(k for k in ("working_days", "business_hours", "seconds", "rings") if getattr(self, k) is not None)
+
+    @property
+    def amount(self) -> float:
+        return getattr(self, self.unit)
+
+
+EmailAnswer = Literal["human_reply", "auto_reply"]
+PhoneAnswer = Literal["answered"]
+
+
+class Commitment(Frozen):
+    channel: Channel
+    within: Within
+    counts: tuple[Literal["human_reply", "auto_reply", "answered"], ...] | None = None
+    target: Annotated[float, Field(gt=0, le=1)] | None = None
+    during: Literal["open", "closed", "any"] = "any"
+    ring_cadence_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @model_validator(mode="after")
+    def _fits_channel(self) -> Commitment:
+        if self.counts is not None:
+            allowed = {"email": {"human_reply", "auto_reply"}, "phone": {"answered"}}[self.channel.value]
+            wrong = [c for c in self.counts if c not in allowed]
+            if wrong:
+                raise ValueError(
+                    f"counts {wrong} do not apply to the {self.channel.value} channel; use {sorted(allowed)}"
+                )
+        if self.during != "any" and self.channel is not Channel.phone:
+            raise ValueError("'during' applies to phone commitments only")
+        return self
+
+    @property
+    def answer_kinds(self) -> tuple[str, ...]:
+        if self.counts is not None:
+            return self.counts
+        return ("human_reply",) if self.channel is Channel.email else ("answered",)
+
+    @property
+    def target_ratio(self) -> float:
+        if self.target is not None:
+            return self.target
+        return 0.90 if self.channel is Channel.email else 0.85
+
+    @property
+    def threshold_seconds(self) -> float | None:
+        """Wall-clock threshold, for commitments measured in plain time."""
+        if self.within.seconds is not None:
+            return self.within.seconds
+        if self.within.rings is not None:
+            return self.within.rings * self.ring_cadence_seconds
+        return None
+
+
+# --------------------------------------------------------------------------
+# mailboxes and phone lines
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerConfig(Frozen):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    insecure: bool = Field(default=False, description="Allow tls: none towards a non-loopback host.")
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @model_validator(mode="after")
+    def _plaintext_only_on_loopback(self) -> ServerConfig:
+        if self.tls == "none" and not self.insecure and not is_loopback(self.host):
+            raise ValueError(
+                f"tls: none would send the password in clear to {self.host}; "
+                "use starttls or implicit, or set insecure: true beside it"
+            )
+        return self
+
+
+class SmtpConfig(ServerConfig):
+    def port_or_default(self) -> int:
+        return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
+
+
+class ImapConfig(ServerConfig):
+    tls: Literal["starttls", "implicit", "none"] = "implicit"
+    folder: str = "INBOX"
+    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    idle: bool = True
+
+    @model_validator(mode="after")
+    def _no_starttls(self) -> ImapConfig:
+        if self.tls == "starttls":
+            raise ValueError("IMAP STARTTLS is not supported (aioimaplib lacks it); use tls: implicit on port 993")
+        return self
+
+    def port_or_default(self) -> int:
+        return self.port or {"implicit": 993, "none": 143}[self.tls]
+
+
+class Mailbox(Frozen):
+    address: str
+    smtp: SmtpConfig | None = None
+    imap: ImapConfig | None = None
+    maildir: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        check_email_address(parseaddr(value)[1], value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_reader(self) -> Mailbox:
+        if self.imap is not None and self.maildir is not None:
+            raise ValueError("give imap or maildir, not both")
+        if self.imap is None and self.maildir is None:
+            raise ValueError("give imap or maildir: replies must be read somewhere")
+        return self
+
+    @property
+    def email(self) -> str:
+        return parseaddr(self.address)[1]
+
+    @property
+    def display_name(self) -> str:
+        return parseaddr(self.address)[0]
+
+
+def check_email_address(addr: str, shown: str | None = None) -> str:
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or "." not in domain or " " in addr or domain.startswith("."):
+        raise ValueError(f"{shown or addr!r} is not a valid address")
+    return addr
+
+
+class SipConfig(Frozen):
+    proxy: str
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: str = Field(alias="from")
+    register_: bool = Field(default=False, alias="register", description="REGISTER with the trunk and keep it refreshed.")
+    local_host: str | None = None
+    max_ring_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    hold_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("proxy", "from_")
+    @classmethod
+    def _sip_uri(cls, value: str) -> str:
+        if not re.match(r"^sips?:", value):
+            raise ValueError(f"{value!r} is not a SIP URI (sip:host[:port][;transport=udp|tcp])")
+        return value
+
+
+class PhoneLine(Frozen):
+    sip: SipConfig
+
+
+# --------------------------------------------------------------------------
+# sites
+
+
+class SiteEmail(Frozen):
+    address: str
+    per_month: Annotated[int, Field(ge=0, le=1000)] = 4
+    mailbox: str | None = Field(default=None, description="Mailbox that sends; default: the only one.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_email_address(value)
+
+
+class SitePhone(Frozen):
+    number: str
+    per_month: Annotated[int, Field(ge=0, le=1000)] = 8
+    out_of_hours_per_month: Annotated[int, Field(ge=0, le=1000)] = 0
+    line: str | None = Field(default=None, description="Phone line that calls; default: the only one.")
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        compact = re.sub(r"[\s.()-]", "", value)
+        if not E164.match(compact):
+            raise ValueError(f"{value!r} is not an international number like '+33199001234'")
+        return compact
+
+
+class Site(Frozen):
+    id: Annotated[str, Field(pattern=SLUG)]
+    name: str
+    calendar: str
+    office_calendar: str | None = None
+    email: SiteEmail | None = None
+    phone: SitePhone | None = None
+
+    @property
+    def email_calendar(self) -> str:
+        return self.office_calendar or self.calendar
+
+
+# --------------------------------------------------------------------------
+# service settings
+
+
+class HttpConfig(Frozen):
+    listen: str = "127.0.0.1:9137"
+    metrics_token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class ApiToken(Frozen):
+    name: Annotated[str, Field(pattern=SLUG)]
+    role: Role
+    token: SecretStr
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a token must be at least 16 characters long")
+        return value
+
+
+class PlannerConfig(Frozen):
+    email_window: str = Field(default="08:00-20:00", description="Local hours at which a person would write.")
+    out_of_hours_window: str = Field(
+        default="08:00-21:00",
+        description="Local hours for out-of-hours calls; opening hours are cut out of it.",
+    )
+    min_gap_minutes: Annotated[int, Field(ge=0, le=1440)] = 30
+    months_ahead: Annotated[int, Field(ge=0, le=3)] = 1
+    interval_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    seed: int | None = Field(default=None, description="Fix the random draw (tests, demos).")
+
+    @field_validator("email_window", "out_of_hours_window")
+    @classmethod
+    def _slot(cls, value: str) -> str:
+        parse_slot(value)
+        return value
+
+
+class RunnerConfig(Frozen):
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    dispatch_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = 20
+    claim_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    watch_days: Annotated[float, Field(gt=0, le=365)] = Field(
+        default=30.0, description="How long after its deadline an email probe is still watched for a late answer."
+    )
+
+
+class ComplianceConfig(Frozen):
+    min_samples: Annotated[int, Field(ge=1)] = 10
+
+
+class Config(Frozen):
+    timezone: str = "Europe/Paris"
+    database: str = "sqlite+aiosqlite:///qualimon.db"
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    tokens: tuple[ApiToken, ...] = ()
+    calendars: dict[Annotated[str, Field(pattern=SLUG)], CalendarConfig]
+    commitments: dict[Annotated[str, Field(pattern=COMMITMENT_ID)], Commitment]
+    mailboxes: dict[Annotated[str, Field(pattern=SLUG)], Mailbox] = Field(default_factory=dict)
+    phone_lines: dict[Annotated[str, Field(pattern=SLUG)], PhoneLine] = Field(default_factory=dict)
+    templates: str | None = None
+    sites: tuple[Site, ...]
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+    # ---- lookups used everywhere; cross-references are guaranteed by crossrefs.py
+
+    def site(self, site_id: str) -> Site:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(f"no site {site_id!r} in the config; known: {', '.join(s.id for s in self.sites)}")
+
+    def commitments_for(self, channel: Channel | str) -> dict[str, Commitment]:
+        channel = Channel(channel)
+        return {cid: c for cid, c in self.commitments.items() if c.channel is channel}
+
+    def calendar_tz(self, calendar_id: str) -> str:
+        return self.calendars[calendar_id].timezone or self.timezone
+
+    def mailbox_for(self, site: Site) -> tuple[str, Mailbox]:
+        name = (site.email.mailbox if site.email else None) or next(iter(self.mailboxes))
+        return name, self.mailboxes[name]
+
+    def line_for(self, site: Site) -> tuple[str, PhoneLine]:
+        name = (site.phone.line if site.phone else None) or next(iter(self.phone_lines))
+        return name, self.phone_lines[name]
