@@ -1,0 +1,1 @@
+"""Shared test helpers (integration gating, clocks, servers)."""
