@@ -1,0 +1,290 @@
+"""The `qualimon` command line (DESIGN §4); also `python -m monitor`.
+
+Exit codes: 0 success, 1 the command ran and found a problem (a broken
+chain, a failed probe), 2 bad usage or an invalid config (every error is
+listed with its YAML path and line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor import __version__
+from monitor.config import Config, ConfigError, load_config
+
+log = logging.getLogger("qualimon")
+
+
+class UsageError(Exception):
+    """Bad arguments; the message says what to type instead."""
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok ({len(config.sites)} sites, {len(config.commitments)} commitments, "
+          f"{len(config.calendars)} calendars)")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from monitor.store import migrate
+    from monitor.store.engine import safe_url
+
+    config = load_config(args.config)
+    migrate.upgrade(config.database)
+    print(f"{safe_url(config.database)}: schema at revision {migrate.head_revision()}")
+    return 0
+
+
+def cmd_deadline(args: argparse.Namespace) -> int:
+    from monitor.calendar import calendars_from, deadline
+    from monitor.verdicts import calendar_id_for
+
+    config = load_config(args.config)
+    site = _site(config, args.site)
+    if args.commitment not in config.commitments:
+        raise UsageError(f"no commitment {args.commitment!r}; known: {', '.join(config.commitments)}")
+    commitment = config.commitments[args.commitment]
+    calendar = calendars_from(config)[calendar_id_for(site, commitment.channel.value)]
+    start = parse_instant(args.start, ZoneInfo(config.calendar_tz(calendar_id_for(site, commitment.channel.value))))
+    due = deadline(commitment.within, start, calendar, commitment.ring_cadence_seconds)
+    print(due.astimezone(calendar.zone).isoformat())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.service import serve
+
+    config = load_config(args.config)
+    return _run_until_signal(lambda stop: serve(config, stop, metrics=_metrics(config)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return _run_until_signal(lambda stop: run_demo(stop, duration=args.duration, listen=args.listen,
+                                                   workdir=args.workdir), duration=args.duration)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    return asyncio.run(_probe(config, args.site, args.channel))
+
+
+async def _probe(config: Config, site_id: str, channel: str) -> int:
+    from monitor.clock import SystemClock
+    from monitor.kinds import default_kinds
+    from monitor.runner import Runner
+    from monitor.store import migrate
+    from monitor.store.store import Store
+
+    _site(config, site_id)
+    await asyncio.to_thread(migrate.upgrade, config.database)
+    store = Store.open(config.database)
+    try:
+        runner = Runner(store, config, default_kinds(), SystemClock())
+        probe_id, _ = await runner.probe_now(site_id, channel)
+        probe = await store.probe(probe_id)
+    finally:
+        await store.close()
+    assert probe is not None
+    print(probe_id)
+    if probe.status == "void":
+        print(f"void: {probe.void_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.status import render_table, status_rows
+
+    config = load_config(args.config)
+    rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
+    if args.format == "json":
+        print(json.dumps([r.public() for r in rows], indent=2))
+    else:
+        print(render_table(rows, days=args.days))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from monitor.history import iter_documents
+
+    config = load_config(args.config)
+    tz = ZoneInfo(config.timezone)
+    start = _day_start(args.from_, tz)
+    end = _day_start(args.to, tz, next_day=True)
+    if start and end and end <= start:
+        raise UsageError("--to is before --from")
+
+    async def export(store: Any) -> int:
+        count = 0
+        async for document in iter_documents(store, start, end, site=args.site):
+            sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+            count += 1
+        return count
+
+    count = asyncio.run(_with_store(config, export))
+    print(f"exported {count} probes", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    report = asyncio.run(_with_store(config, lambda store: store.verify_chain()))
+    if report.ok:
+        print(f"chain intact: {report.events} events, last {report.last_seq}, head {report.last_hash[:16]}…")
+        return 0
+    print(f"chain BROKEN at {report.broken}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def _with_store(config: Config, work: Callable[[Any], Any]) -> Any:
+    from monitor.store import migrate
+    from monitor.store.store import Store
+
+    store = Store.open(config.database)
+    try:
+        if await migrate.pending(store.engine):
+            raise UsageError(f"the database schema is not current; run: qualimon db upgrade -c <config>")
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _metrics(config: Config) -> Any:
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from monitor.metrics import Metrics
+    except ImportError:
+        return None
+    return Metrics(CollectorRegistry(), config)
+
+
+def _run_until_signal(start: Callable[[asyncio.Event], Any], duration: float | None = None) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration:
+            loop.call_later(duration, stop.set)
+        await start(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _site(config: Config, site_id: str) -> Any:
+    try:
+        return config.site(site_id)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+def parse_instant(text: str, local: ZoneInfo) -> datetime:
+    """ISO 8601; without an offset the time is read in `local` (the calendar's zone)."""
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO 8601 instant like 2026-04-30T10:00:00+02:00") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=local)
+
+
+def _day_start(text: str | None, tz: ZoneInfo, next_day: bool = False) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a date like 2026-07-01") from None
+    if next_day:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(), tz).astimezone(timezone.utc)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qualimon", description="Mystery-user monitor for reception quality.")
+    parser.add_argument("--version", action="version", version=f"qualimon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_: str,
+                config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if config:
+            p.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML config file")
+        p.set_defaults(handler=handler)
+        return p
+
+    command("run", cmd_run, "run the service: scheduler, probes, watchers, HTTP server")
+    demo = command("demo", cmd_demo, "a self-contained demo on embedded SQLite", config=False)
+    demo.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    demo.add_argument("--listen", default="127.0.0.1:9137", help="HTTP address (default 127.0.0.1:9137)")
+    demo.add_argument("--workdir", default=None, help="keep the demo's files here instead of a temp dir")
+    check = command("check-config", cmd_check_config, "validate a config file", config=False)
+    check.add_argument("file", metavar="FILE")
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations (a no-op when up to date)")
+    upgrade.add_argument("-c", "--config", required=True, metavar="FILE")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    deadline = command("deadline", cmd_deadline, "print the deadline of a commitment started at an instant")
+    deadline.add_argument("--site", required=True)
+    deadline.add_argument("--commitment", required=True)
+    deadline.add_argument("--start", required=True, help="ISO 8601, e.g. 2026-04-30T10:00:00+02:00")
+    probe = command("probe", cmd_probe, "send one probe now (to check a set-up); prints its id")
+    probe.add_argument("--site", required=True)
+    probe.add_argument("--channel", required=True, choices=["email", "phone"])
+    status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
+    status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    export = command("export", cmd_export, "probe history for auditors, one JSON object per line")
+    export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
+    export.add_argument("--to", metavar="D", help="last day (local, inclusive)")
+    export.add_argument("--site", help="only this site")
+    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    command("verify", cmd_verify, "check the tamper-evident event chain; exit 1 on a break")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("apscheduler", "aiosqlite", "alembic", "asyncio", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"qualimon: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Health of the monitor's own parts, kept in memory for `/healthz`.
+
+Components report into a `Health` object (the database checker, mailbox
+watchers, call-log pollers, the scheduler); `/healthz` only reads it.  The
+overall status is `down` when a *critical* part fails (the database: nothing
+can be recorded), `degraded` when any other part fails (one mailbox
+unreachable), and `ok` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from monitor.clock import iso_utc
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    critical: bool
+    detail: str
+    since: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, "since": iso_utc(self.since)}
+
+
+class Health:
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+
+    def report(self, name: str, ok: bool, detail: str, at: datetime, *, critical: bool = False) -> None:
+        previous = self._checks.get(name)
+        since = previous.since if previous is not None and previous.ok == ok else at
+        self._checks[name] = Check(ok, critical, detail, since)
+
+    def status(self) -> str:
+        failing = [c for c in self._checks.values() if not c.ok]
+        if any(c.critical for c in failing):
+            return "down"
+        return "degraded" if failing else "ok"
+
+    def is_ok(self, name: str) -> bool | None:
+        check = self._checks.get(name)
+        return None if check is None else check.ok
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"status": self.status(), "checks": {k: v.public() for k, v in sorted(self._checks.items())}}

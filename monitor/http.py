@@ -1,0 +1,26 @@
+"""The HTTP server (aiohttp): `/healthz` now; metrics, the API and the status page plug in here.
+
+`/healthz` is open (no token) and reads only memory, so it answers even when
+the database hangs: 200 with `ok` or `degraded`, 503 with `down` (what a
+container orchestrator's health check wants).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+SERVICE = web.AppKey("service", Any)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].health.snapshot()
+    return web.json_response(body, status=503 if body["status"] == "down" else 200)
+
+
+def make_app(service: Any) -> web.Application:
+    app = web.Application()
+    app[SERVICE] = service
+    app.router.add_get("/healthz", healthz)
+    return app

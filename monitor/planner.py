@@ -1,0 +1,217 @@
+"""The planner: when each site gets its mystery emails and calls.
+
+For every site, channel and month (the current one and `months_ahead` more)
+it draws `per_month` instants at random, spread over the month (one per
+equal share of the eligible time, so they never bunch up), and stores them
+as `planned` probes:
+
+- emails at times a person would write (`planner.email_window`, any day);
+- calls inside the site's opening hours (`purpose: open`), and
+  `out_of_hours_per_month` calls outside them, within
+  `planner.out_of_hours_window` (evenings and closed days; `purpose: closed`).
+
+Planning is idempotent: the `plans` table remembers the `per_month` each
+bucket was planned with, so re-running (or restarting) changes nothing.
+When a bucket is first planned mid-month, or its `per_month` changes, only
+the rest of the month is planned, in proportion to the eligible time left;
+probes already claimed or sent are never touched, surplus future ones are
+cancelled (an event says why), and nothing is ever planned in the past.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from monitor.calendar import BusinessCalendar
+from monitor.clock import Clock
+from monitor.config.models import Config, Site, parse_slot
+from monitor.store.records import PLANNED, NewProbe
+from monitor.store.store import Store
+
+log = logging.getLogger("qualimon.planner")
+
+Interval = tuple[datetime, datetime]
+LEAD = timedelta(minutes=1)  # never plan closer to now than this: the dispatcher must see it as future
+SITES_PER_TRANSACTION = 200
+
+
+@dataclass(frozen=True)
+class Bucket:
+    site: str
+    channel: str
+    purpose: str
+    per_month: int
+    calendar: str
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def buckets_of(site: Site) -> Iterator[Bucket]:
+    if site.email is not None:
+        yield Bucket(site.id, "email", "standard", site.email.per_month, site.email_calendar)
+    if site.phone is not None:
+        yield Bucket(site.id, "phone", "open", site.phone.per_month, site.calendar)
+        yield Bucket(site.id, "phone", "closed", site.phone.out_of_hours_per_month, site.calendar)
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(first: date) -> date:
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def month_bounds(first: date, tz: ZoneInfo) -> Interval:
+    start = datetime.combine(first, datetime.min.time(), tz).astimezone(timezone.utc)
+    end = datetime.combine(next_month(first), datetime.min.time(), tz).astimezone(timezone.utc)
+    return start, end
+
+
+def length(intervals: Sequence[Interval]) -> float:
+    return sum((b - a).total_seconds() for a, b in intervals)
+
+
+def clip(intervals: Sequence[Interval], start: datetime, end: datetime) -> list[Interval]:
+    return [(max(a, start), min(b, end)) for a, b in intervals if b > start and a < end]
+
+
+def at_offset(intervals: Sequence[Interval], offset: float) -> datetime:
+    """The instant `offset` seconds into the concatenation of `intervals`."""
+    for a, b in intervals:
+        span = (b - a).total_seconds()
+        if offset < span:
+            return a + timedelta(seconds=offset)
+        offset -= span
+    return intervals[-1][1] - timedelta(seconds=1)
+
+
+def draw(intervals: Sequence[Interval], count: int, rng: random.Random,
+         avoid: Sequence[datetime] = (), min_gap: timedelta = timedelta(0)) -> list[datetime]:
+    """`count` instants, one uniformly inside each of `count` equal shares of the eligible time."""
+    total = length(intervals)
+    if count <= 0 or total <= 0:
+        return []
+    share = total / count
+    chosen: list[datetime] = []
+    for i in range(count):
+        instant = at_offset(intervals, share * (i + rng.random()))
+        for _ in range(8):  # a few redraws to keep calls apart; give up rather than loop forever
+            if all(abs(instant - other) >= min_gap for other in (*avoid, *chosen)):
+                break
+            instant = at_offset(intervals, share * (i + rng.random()))
+        chosen.append(instant.replace(microsecond=0))
+    return sorted(chosen)
+
+
+def prorated(per_month: int, month_time: float, time_left: float) -> int:
+    """How many probes the rest of the month should get: its share of the eligible time."""
+    if month_time <= 0:
+        return 0
+    return round(per_month * min(1.0, time_left / month_time))
+
+
+# ---------------------------------------------------------------- the planner
+
+
+class Planner:
+    def __init__(self, store: Store, config: Config, calendars: dict[str, BusinessCalendar], clock: Clock,
+                 rng: random.Random | None = None):
+        self.store = store
+        self.config = config
+        self.calendars = calendars
+        self.clock = clock
+        self.rng = rng or random.Random(config.planner.seed)
+        self.email_window = parse_slot(config.planner.email_window)
+        self.out_of_hours_window = parse_slot(config.planner.out_of_hours_window)
+        self.min_gap = timedelta(minutes=config.planner.min_gap_minutes)
+        self._interval_cache: dict[tuple[str, str, date], list[Interval]] = {}
+
+    def months(self, now: datetime) -> list[date]:
+        first = month_start(now.astimezone(ZoneInfo(self.config.timezone)).date())
+        months = [first]
+        for _ in range(self.config.planner.months_ahead):
+            months.append(next_month(months[-1]))
+        return months
+
+    async def plan(self) -> int:
+        """Bring every bucket of the current and coming months in line with the config; returns probes added."""
+        now = self.clock.now()
+        added = 0
+        for month in self.months(now):
+            added += await self._plan_month(month, now)
+        return added
+
+    async def _plan_month(self, month: date, now: datetime) -> int:
+        label = month.strftime("%Y-%m")
+        done = await self.store.plans(label)
+        todo = [b for site in self.config.sites for b in buckets_of(site)
+                if done.get((b.site, b.channel, b.purpose)) != b.per_month]
+        added = 0
+        for i in range(0, len(todo), SITES_PER_TRANSACTION):
+            added += await self._plan_buckets(todo[i:i + SITES_PER_TRANSACTION], month, label, now,
+                                              first_time={k for k in done})
+        if todo:
+            log.info("planned %s: %d buckets updated, %d probes added", label, len(todo), added)
+        return added
+
+    async def _plan_buckets(self, buckets: list[Bucket], month: date, label: str, now: datetime,
+                            first_time: set[tuple[str, str, str]]) -> int:
+        added = 0
+        async with self.store.write() as tx:
+            for bucket in buckets:
+                new, cancel = await self._changes(bucket, month, label, now,
+                                                  known=(bucket.site, bucket.channel, bucket.purpose) in first_time)
+                await tx.insert_probes(new, now)
+                await tx.cancel_planned(cancel, now, f"per_month changed to {bucket.per_month}")
+                await tx.set_plan(bucket.site, bucket.channel, bucket.purpose, label, bucket.per_month, now)
+                added += len(new)
+        return added
+
+    async def _changes(self, bucket: Bucket, month: date, label: str, now: datetime,
+                       known: bool) -> tuple[list[NewProbe], list[str]]:
+        whole = self.intervals(bucket, month)
+        rest = clip(whole, now + LEAD, whole[-1][1] if whole else now)
+        wanted = prorated(bucket.per_month, length(whole), length(rest))
+        start, end = month_bounds(month, self._tz(bucket))
+        existing = await self.store.planned_slots(bucket.site, bucket.channel, bucket.purpose, start, end) \
+            if known else []
+        future = [p for p in existing if p.status == PLANNED and p.planned_at >= now + LEAD]
+        if wanted < len(future):
+            surplus = self.rng.sample(future, len(future) - wanted)
+            return [], [p.id for p in surplus]
+        others = [p.planned_at for p in existing]
+        instants = draw(rest, wanted - len(future), self.rng, avoid=others, min_gap=self._gap(bucket))
+        serial = len(existing)
+        new = [NewProbe(site=bucket.site, channel=bucket.channel, planned_at=instant, purpose=bucket.purpose,
+                        plan_key=f"{bucket.site}/{bucket.channel}/{bucket.purpose}/{label}/{serial + i}/"
+                                 f"{instant:%Y%m%dT%H%M%S}")
+               for i, instant in enumerate(instants)]
+        return new, []
+
+    def _gap(self, bucket: Bucket) -> timedelta:
+        return self.min_gap if bucket.channel == "phone" else timedelta(0)
+
+    def _tz(self, bucket: Bucket) -> ZoneInfo:
+        return ZoneInfo(self.config.calendar_tz(bucket.calendar))
+
+    def intervals(self, bucket: Bucket, month: date) -> list[Interval]:
+        """Eligible time of a bucket over a whole month; shared by every site on the same calendar."""
+        key = (bucket.calendar, f"{bucket.channel}/{bucket.purpose}", month)
+        if key not in self._interval_cache:
+            start, end = month_bounds(month, self._tz(bucket))
+            calendar = self.calendars[bucket.calendar]
+            if bucket.channel == "email":
+                found = calendar.window_intervals(start, end, self.email_window, minus_open=False)
+            elif bucket.purpose == "open":
+                found = calendar.open_intervals(start, end)
+            else:
+                found = calendar.window_intervals(start, end, self.out_of_hours_window, minus_open=True)
+            self._interval_cache[key] = list(found)
+        return self._interval_cache[key]

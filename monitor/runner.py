@@ -1,0 +1,394 @@
+"""The probe runner: the one place for cross-cutting work around every probe kind.
+
+It claims due probes, runs each through its kind with a timeout, turns any
+exception into a `void` outcome with a reason (the monitor never blames a
+service for its own failure), writes events, evidence and verdicts in one
+transaction, updates metrics, and sweeps deadlines.  Watchers hand the
+answers they find to `record_response`, so verdicts are always decided here.
+
+Events written: claimed, released, send_started, sent, void, response,
+failure, operator_alert, verdict, closed (see README "Event log").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor.calendar import BusinessCalendar, calendars_from
+from monitor.clock import Clock, iso_utc
+from monitor.config.models import Config
+from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeVoid, Response
+from monitor.store.records import (
+    CLAIMED,
+    CLOSED,
+    SENDING,
+    SENT,
+    VOID,
+    EvidenceItem,
+    NewProbe,
+    ProbeRecord,
+    VerdictRecord,
+)
+from monitor.store.store import Store, StoreTx
+from monitor.verdicts import (
+    PENDING,
+    Judgement,
+    applicable_commitments,
+    calendar_id_for,
+    facts_from,
+    judge,
+)
+
+log = logging.getLogger("qualimon.runner")
+
+
+class NullMetrics:
+    """Used when no metrics registry is wired (CLI one-offs, some tests)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+@dataclass
+class Context:
+    """What a kind sees of the world while it runs one probe (implements kinds.ProbeContext)."""
+
+    runner: Runner
+    probe: ProbeRecord
+    shared: dict[str, Any]
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("qualimon.probe"))
+
+    @property
+    def config(self) -> Config:
+        return self.runner.config
+
+    @property
+    def site(self):  # type: ignore[no-untyped-def]
+        return self.runner.config.site(self.probe.site)
+
+    @property
+    def clock(self) -> Clock:
+        return self.runner.clock
+
+    async def mark_sending(self, *, token: str | None = None, message_id: str | None = None, **details: Any) -> None:
+        await self.runner.mark_sending(self.probe, token=token, message_id=message_id, details=details)
+
+
+class Runner:
+    def __init__(self, store: Store, config: Config, kinds: Mapping[str, ProbeKind], clock: Clock,
+                 metrics: Any = None, shared: dict[str, Any] | None = None):
+        self.store = store
+        self.config = config
+        self.kinds = dict(kinds)
+        self.clock = clock
+        self.metrics = metrics or NullMetrics()
+        self.shared = shared if shared is not None else {}
+        self.calendars: dict[str, BusinessCalendar] = calendars_from(config)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.settings = config.runner
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ dispatch
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def dispatch_due(self) -> list[str]:
+        """Recover stale claims, then claim what is due and start it; returns the ids started."""
+        await self.recover_stale_claims()
+        free = self.settings.max_concurrency - self.in_flight
+        if free <= 0:
+            return []
+        now = self.clock.now()
+        lease = now + timedelta(seconds=self.settings.timeout_seconds + self.settings.claim_grace_seconds)
+        async with self.store.write() as tx:
+            claimed = await tx.claim_due(now, free, self.owner, lease)
+        for probe in claimed:
+            self._start(probe)
+        return [p.id for p in claimed]
+
+    def _start(self, probe: ProbeRecord) -> None:
+        task = asyncio.create_task(self.run_probe(probe), name=f"probe {probe.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def shutdown(self, grace_seconds: float = 10.0) -> None:
+        """Let running probes finish for a moment, then stop them; their claims are recovered on restart."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def recover_stale_claims(self) -> None:
+        """Claims whose lease ran out belong to a process that died (or hung) mid-probe."""
+        async with self.store.write() as tx:
+            stale = await tx.expired_claims(self.clock.now())
+            for probe in stale:
+                if probe.status == CLAIMED:
+                    await tx.release_claim(probe.id, self.clock.now(), "claim expired before sending")
+        for probe in stale:
+            if probe.status == SENDING:
+                await self._reconcile(probe)
+
+    async def _reconcile(self, probe: ProbeRecord) -> None:
+        kind = self.kinds.get(probe.channel)
+        result: ProbeOutcome | NotSent | None = None
+        if kind is not None:
+            try:
+                result = await asyncio.wait_for(kind.reconcile(probe, self._context(probe)),
+                                                self.settings.timeout_seconds)
+            except Exception as exc:  # cannot tell: never risk a second send
+                log.warning("reconciling probe %s failed: %s", probe.id, _describe(exc))
+        if result is NOT_SENT:
+            async with self.store.write() as tx:
+                await tx.release_claim(probe.id, self.clock.now(), "interrupted before it left us")
+        elif isinstance(result, ProbeOutcome):
+            await self.record_outcome(probe, result, reconciled=True)
+        else:
+            await self.record_void(probe, "interrupted: the monitor stopped while sending and cannot tell "
+                                          "whether the probe left")
+
+    # ------------------------------------------------------------------ one probe
+
+    def _context(self, probe: ProbeRecord) -> Context:
+        return Context(self, probe, self.shared)
+
+    async def run_probe(self, probe: ProbeRecord) -> ProbeOutcome | None:
+        kind = self.kinds.get(probe.channel)
+        if kind is None:
+            await self.record_void(probe, f"no probe kind for channel {probe.channel!r} in this build")
+            return None
+        started = self.clock.now()
+        try:
+            outcome = await asyncio.wait_for(kind.run(probe, self._context(probe)), self.settings.timeout_seconds)
+        except ProbeVoid as exc:
+            await self.record_void(probe, exc.reason, evidence=exc.evidence)
+            return None
+        except asyncio.TimeoutError:
+            await self.record_void(probe, f"timeout: the probe took more than {self.settings.timeout_seconds:g} s")
+            return None
+        except asyncio.CancelledError:
+            raise  # shutdown: the claim is recovered on restart
+        except Exception as exc:
+            log.exception("probe %s (%s) failed inside the monitor", probe.id, probe.channel)
+            await self.record_void(probe, f"monitor error: {_describe(exc)}")
+            return None
+        log.info("probe %s %s/%s sent in %.3f s", probe.id, probe.site, probe.channel,
+                 (self.clock.now() - started).total_seconds())
+        await self.record_outcome(probe, outcome)
+        return outcome
+
+    async def mark_sending(self, probe: ProbeRecord, *, token: str | None, message_id: str | None,
+                           details: Mapping[str, Any]) -> None:
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            merged = {**probe.details, **details}
+            await tx.set_probe(probe.id, now, status=SENDING, token=token, message_id=message_id, details=merged)
+            tx.event(probe.id, "send_started", now, token=token, message_id=message_id, **details)
+
+    async def record_void(self, probe: ProbeRecord, reason: str, evidence: tuple[EvidenceItem, ...] = ()) -> None:
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            await tx.set_probe(probe.id, now, status=VOID, void_reason=reason[:200], closed_at=now,
+                               claim_expires_at=None)
+            tx.event(probe.id, "void", now, reason=reason)
+            await tx.add_evidence(probe.id, evidence, now)
+            current = await tx.lock_probe(probe.id)
+            assert current is not None
+            decided = await self._evaluate(tx, current, now)
+        self.metrics.send_failed(probe.site, probe.channel, _reason_label(reason))
+        self._publish(decided)
+
+    async def record_outcome(self, probe: ProbeRecord, outcome: ProbeOutcome, *, reconciled: bool = False) -> None:
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            await tx.set_probe(probe.id, now, status=SENT, sent_at=outcome.sent_at,
+                               timer_started_at=outcome.timer_started_at, claim_expires_at=None,
+                               details={**probe.details, **outcome.details})
+            tx.event(probe.id, "sent", now, sent_at=outcome.sent_at, timer_started_at=outcome.timer_started_at,
+                     reconciled=reconciled, **outcome.details)
+            await tx.add_evidence(probe.id, outcome.evidence, now)
+            for response in outcome.responses:
+                self._response_event(tx, probe.id, response, now)
+            if outcome.failure:
+                tx.event(probe.id, "failure", now, reason=outcome.failure)
+            if outcome.operator_alert:
+                tx.event(probe.id, "operator_alert", now, message=outcome.operator_alert, site=probe.site)
+            current = await tx.lock_probe(probe.id)
+            assert current is not None
+            decided = await self._evaluate(tx, current, now, finished=outcome.finished)
+        self.metrics.probe_sent(probe.site, probe.channel, outcome.sent_at)
+        for response in outcome.responses:
+            self._count_response(probe, response)
+        self._publish(decided)
+
+    # ------------------------------------------------------------------ answers found later
+
+    async def record_response(self, probe_id: str, response: Response,
+                              evidence: tuple[EvidenceItem, ...] = ()) -> list[VerdictRecord]:
+        """A watcher found an answer to a probe: record it and decide what it decides."""
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            probe = await tx.lock_probe(probe_id)
+            if probe is None:
+                raise KeyError(f"no probe {probe_id}")
+            self._response_event(tx, probe_id, response, now)
+            await tx.add_evidence(probe_id, evidence, now)
+            decided = await self._evaluate(tx, probe, now)
+        self._count_response(probe, response)
+        self._publish(decided)
+        return decided
+
+    async def record_failure(self, probe_id: str, reason: str, *, alert: str | None = None,
+                             evidence: tuple[EvidenceItem, ...] = ()) -> list[VerdictRecord]:
+        """The service failed outright (e.g. its address bounces permanently): missed with `reason`."""
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            probe = await tx.lock_probe(probe_id)
+            if probe is None:
+                raise KeyError(f"no probe {probe_id}")
+            tx.event(probe_id, "failure", now, reason=reason)
+            if alert:
+                tx.event(probe_id, "operator_alert", now, message=alert, site=probe.site)
+            await tx.add_evidence(probe_id, evidence, now)
+            decided = await self._evaluate(tx, probe, now)
+        self._publish(decided)
+        return decided
+
+    def _response_event(self, tx: StoreTx, probe_id: str, response: Response, now: datetime) -> None:
+        tx.event(probe_id, "response", now, kind=response.kind, answered_at=iso_utc(response.answered_at),
+                 counts=response.counts, **response.details)
+
+    def _count_response(self, probe: ProbeRecord, response: Response) -> None:
+        if response.kind in ("human_reply", "auto_reply", "bounce"):
+            self.metrics.response(probe.site, probe.channel, response.kind)
+
+    # ------------------------------------------------------------------ verdicts
+
+    async def sweep(self) -> int:
+        """Decide verdicts whose deadline passed and close probes no longer watched."""
+        now = self.clock.now()
+        count = 0
+        for probe_id in await self.store.probes_to_sweep(now):
+            async with self.store.write() as tx:
+                probe = await tx.lock_probe(probe_id)
+                if probe is None or probe.status != SENT:
+                    continue
+                decided = await self._evaluate(tx, probe, now)
+            self._publish(decided)
+            count += 1
+        return count
+
+    async def reevaluate(self, probe_id: str) -> list[VerdictRecord]:
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            probe = await tx.lock_probe(probe_id)
+            if probe is None:
+                raise KeyError(f"no probe {probe_id}")
+            decided = await self._evaluate(tx, probe, now)
+        self._publish(decided)
+        return decided
+
+    async def _evaluate(self, tx: StoreTx, probe: ProbeRecord, now: datetime, *,
+                        finished: bool = False) -> list[VerdictRecord]:
+        """Recompute every verdict of one probe; returns those that became decided now."""
+        events = await tx.events_for(probe.id)
+        facts = facts_from(probe, events)
+        site = self.config.site(probe.site)
+        calendar = self.calendars[calendar_id_for(site, probe.channel)]
+        previous = await tx.verdicts_for(probe.id)
+        newly_decided: list[VerdictRecord] = []
+        verdicts: list[VerdictRecord] = []
+        for cid, commitment in applicable_commitments(self.config, probe).items():
+            judgement = judge(commitment, calendar, facts, now)
+            before = previous.get(cid)
+            record = self._verdict_record(probe, cid, judgement, before, now)
+            verdicts.append(record)
+            if before != record:
+                await tx.save_verdict(record, exists=before is not None)
+                if judgement.verdict != PENDING and (before is None or before.verdict == PENDING
+                                                     or before.verdict != record.verdict):
+                    newly_decided.append(record)
+                    tx.event(probe.id, "verdict", now, commitment=cid, verdict=record.verdict,
+                             reason=record.reason, late=record.late, delay_seconds=record.delay_seconds)
+        await self._maybe_close(tx, probe, verdicts, now, finished)
+        return newly_decided
+
+    def _verdict_record(self, probe: ProbeRecord, cid: str, judgement: Judgement, before: VerdictRecord | None,
+                        now: datetime) -> VerdictRecord:
+        decided_at = None
+        if judgement.verdict != PENDING:
+            same = before is not None and before.verdict == judgement.verdict
+            decided_at = before.decided_at if same and before.decided_at else now
+        return VerdictRecord(
+            probe_id=probe.id, commitment=cid, site=probe.site, channel=probe.channel,
+            verdict=judgement.verdict, deadline=judgement.deadline, started_at=probe.clock_start,
+            answered_at=judgement.answered_at, delay_seconds=judgement.delay_seconds,
+            business_delay_seconds=judgement.business_delay_seconds, late=judgement.late,
+            reason=judgement.reason, decided_at=decided_at,
+        )
+
+    async def _maybe_close(self, tx: StoreTx, probe: ProbeRecord, verdicts: list[VerdictRecord], now: datetime,
+                           finished: bool) -> None:
+        if probe.status != SENT:
+            return
+        deadlines = [v.deadline for v in verdicts if v.deadline is not None]
+        watch_until = probe.watch_until
+        if watch_until is None and deadlines:
+            watch_until = max(deadlines) + timedelta(days=self.settings.watch_days)
+            await tx.set_probe(probe.id, now, watch_until=watch_until)
+        all_answered = all(v.verdict != PENDING and (v.answered_at is not None or v.verdict == VOID
+                                                      or v.reason not in (None, "no_answer")) for v in verdicts)
+        expired = watch_until is not None and now >= watch_until
+        if finished or all_answered or expired:
+            await tx.set_probe(probe.id, now, status=CLOSED, closed_at=now)
+            tx.event(probe.id, "closed", now, reason="finished" if finished else
+                     "answered" if all_answered else "watch ended")
+
+    def _publish(self, decided: list[VerdictRecord]) -> None:
+        for v in decided:
+            self.metrics.verdict(v.site, v.commitment, v.verdict, v.delay_seconds, v.business_delay_seconds)
+
+    # ------------------------------------------------------------------ one-off probes
+
+    async def probe_now(self, site_id: str, channel: str) -> tuple[str, ProbeOutcome | None]:
+        """`qualimon probe`: create a probe due now, claim it and run it in this process."""
+        site = self.config.site(site_id)
+        if getattr(site, channel) is None:
+            raise ValueError(f"site {site_id!r} has no {channel} settings in the config")
+        now = self.clock.now()
+        purpose = "standard" if channel == "email" else (
+            "open" if self.calendars[site.calendar].is_open(now) else "closed")
+        new = NewProbe(site=site_id, channel=channel, planned_at=now, purpose=purpose, origin="manual")
+        lease = now + timedelta(seconds=self.settings.timeout_seconds + self.settings.claim_grace_seconds)
+        async with self.store.write() as tx:
+            await tx.insert_probes([new], now)
+            await tx.set_probe(new.id, now, status=CLAIMED, claimed_at=now, claim_expires_at=lease,
+                               claimed_by=self.owner, attempts=1)
+            tx.event(new.id, "claimed", now, by=self.owner)
+        probe = await self.store.probe(new.id)
+        assert probe is not None
+        return new.id, await self.run_probe(probe)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:180] if text else type(exc).__name__
+
+
+def _reason_label(reason: str) -> str:
+    """Bounded label value for send failures: the first word of the reason."""
+    return reason.split(":", 1)[0].split()[0].lower() if reason.strip() else "other"

@@ -1,0 +1,143 @@
+"""`qualimon run`: the service, assembled and torn down in one `AsyncExitStack`.
+
+Start-up order: database (migrated to the current schema) → runner → probe
+kinds' background tasks (mailbox watchers, call-log pollers) → HTTP server →
+scheduler.  Shutdown runs in reverse, so the scheduler stops taking work
+before the runner lets in-flight probes finish, and the database closes last.
+
+Periodic jobs (APScheduler 3 `AsyncIOScheduler`, never overlapping):
+plan (`planner.interval_seconds`), dispatch (`runner.dispatch_interval_seconds`),
+sweep (`runner.sweep_interval_seconds`), refresh (database health and the
+derived data behind the status table and gauges, every 15 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import timezone
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.calendar import calendars_from
+from monitor.clock import Clock, SystemClock
+from monitor.config.models import Config
+from monitor.health import Health
+from monitor.http import make_app
+from monitor.kinds import ProbeKind, default_kinds
+from monitor.planner import Planner
+from monitor.runner import Runner
+from monitor.store import migrate
+from monitor.store.store import Store
+
+log = logging.getLogger("qualimon.service")
+
+REFRESH_SECONDS = 15.0
+
+
+class Service:
+    def __init__(self, config: Config, *, kinds: Mapping[str, ProbeKind] | None = None,
+                 clock: Clock | None = None, metrics: Any = None):
+        self.config = config
+        self.kinds = dict(default_kinds() if kinds is None else kinds)
+        self.clock = clock or SystemClock()
+        self.health = Health()
+        self.metrics = metrics
+        self.shared: dict[str, Any] = {}
+        self.store: Store | None = None
+        self.runner: Runner | None = None
+        self.planner: Planner | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.http_port: int | None = None
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Service:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        await asyncio.to_thread(migrate.upgrade, self.config.database)
+        self.store = Store.open(self.config.database)
+        self._stack.push_async_callback(self.store.close)
+        await self.refresh()
+        calendars = calendars_from(self.config)
+        self.runner = Runner(self.store, self.config, self.kinds, self.clock, self.metrics, self.shared)
+        self._stack.push_async_callback(self.runner.shutdown)
+        self.planner = Planner(self.store, self.config, calendars, self.clock)
+        for kind in self.kinds.values():
+            if kind.background is not None:
+                await self._stack.enter_async_context(kind.background(self))
+        await self._start_http()
+        self._start_scheduler()
+        log.info("qualimon running: %d sites, database %s, http %s", len(self.config.sites),
+                 self.store.display_url, self.config.http.listen)
+
+    async def _start_http(self) -> None:
+        app = make_app(self)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http.port
+
+    def _start_scheduler(self) -> None:
+        scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        assert self.planner is not None and self.runner is not None
+        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float]] = [
+            ("plan", self.planner.plan, self.config.planner.interval_seconds),
+            ("dispatch", self.runner.dispatch_due, self.config.runner.dispatch_interval_seconds),
+            ("sweep", self.runner.sweep, self.config.runner.sweep_interval_seconds),
+            ("refresh", self.refresh, REFRESH_SECONDS),
+        ]
+        for name, job, seconds in jobs:
+            scheduler.add_job(self._guarded(name, job), "interval", seconds=seconds, id=name, name=name,
+                              max_instances=1, coalesce=True, next_run_time=self.clock.now(),
+                              misfire_grace_time=None)
+        scheduler.start()
+        self.scheduler = scheduler
+        self._stack.callback(scheduler.shutdown, wait=False)
+
+    def _guarded(self, name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """A failing job (the database is down) is logged once per failure, reported in health, and retried."""
+
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as exc:
+                log.warning("job %s failed: %s: %s", name, type(exc).__name__, str(exc)[:200])
+                self.health.report(f"job:{name}", False, f"{type(exc).__name__}", self.clock.now())
+            else:
+                self.health.report(f"job:{name}", True, "ok", self.clock.now())
+
+        return run
+
+    async def refresh(self) -> None:
+        """Database health (critical: nothing can be recorded without it)."""
+        assert self.store is not None
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=5)
+        except Exception as exc:
+            self.health.report("database", False, f"unreachable: {type(exc).__name__}", self.clock.now(),
+                               critical=True)
+            return
+        self.health.report("database", True, "reachable", self.clock.now(), critical=True)
+
+
+async def serve(config: Config, stop: asyncio.Event, **options: Any) -> None:
+    """Run until `stop` is set (SIGINT/SIGTERM in the CLI)."""
+    async with Service(config, **options):
+        await stop.wait()
+        log.info("stopping")

@@ -1,0 +1,73 @@
+"""Sites × commitments at a glance: what `qualimon status` prints (and the status page shows).
+
+Each row joins the compliance of the period (from `monitor.compliance`) with
+what is still open now: probes awaiting an answer (`open`) and those whose
+deadline passed with no answer yet (`overdue`, still watched for a late one).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from monitor.clock import SystemClock
+from monitor.compliance import Compliance, compliance
+from monitor.config.models import Config
+from monitor.store.store import Store
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    compliance: Compliance
+    open: int
+    overdue: int
+
+    def public(self) -> dict[str, Any]:
+        return {**self.compliance.public(), "open": self.open, "overdue": self.overdue}
+
+
+def site_commitments(config: Config) -> list[tuple[str, str]]:
+    """Every (site, commitment) pair that can have probes, in config order."""
+    pairs = []
+    for site in config.sites:
+        for cid, commitment in config.commitments.items():
+            if getattr(site, commitment.channel.value) is not None:
+                pairs.append((site.id, cid))
+    return pairs
+
+
+async def status_rows(store: Store, config: Config, days: int = 30) -> list[StatusRow]:
+    since = SystemClock().now() - timedelta(days=days)
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for (site, cid, verdict), n in (await store.verdict_counts(since)).items():
+        counts[(site, cid)][verdict] = n
+    overdue = await store.overdue_counts()
+    rows = []
+    for site, cid in site_commitments(config):
+        commitment = config.commitments[cid]
+        c = compliance(site, cid, counts[(site, cid)], commitment.target_ratio, config.compliance.min_samples)
+        rows.append(StatusRow(c, c.pending, overdue.get((site, cid), 0)))
+    return rows
+
+
+def render_table(rows: list[StatusRow], days: int) -> str:
+    header = ["site", "commitment", "n", "met", "missed", "void", "ratio", "95% CI", "target", "status", "open",
+              "overdue"]
+    lines = [header]
+    for row in rows:
+        c = row.compliance
+        ratio = f"{c.ratio:.0%}" if c.ratio is not None else "-"
+        ci = f"{c.ci_low:.0%}–{c.ci_high:.0%}" if c.ci_low is not None else "-"
+        lines.append([c.site, c.commitment, str(c.n), str(c.met), str(c.missed), str(c.void), ratio, ci,
+                      f"{c.target:.0%}", c.status, str(row.open), str(row.overdue)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    numeric = {2, 3, 4, 5, 6, 8, 10, 11}
+    out = [f"Compliance over the last {days} days (void probes excluded from ratios)"]
+    for line in lines:
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+    if not rows:
+        out.append("(no site has probes configured)")
+    return "\n".join(out)

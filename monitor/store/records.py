@@ -1,0 +1,134 @@
+"""Plain records the store hands out, so callers never hold live ORM rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# probe statuses
+PLANNED, CLAIMED, SENDING, SENT, CLOSED, VOID, CANCELLED = (
+    "planned", "claimed", "sending", "sent", "closed", "void", "cancelled",
+)
+IN_FLIGHT = (CLAIMED, SENDING)
+OPEN = (SENT,)
+
+
+def new_probe_id(now_ms: int | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
+    value = ((now_ms if now_ms is not None else int(time.time() * 1000)) << 80) | int.from_bytes(os.urandom(10))
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@dataclass(frozen=True)
+class NewProbe:
+    site: str
+    channel: str
+    planned_at: datetime
+    purpose: str = "open"
+    origin: str = "plan"
+    plan_key: str | None = None
+    id: str = field(default_factory=new_probe_id)
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    id: str
+    site: str
+    channel: str
+    purpose: str
+    origin: str
+    status: str
+    planned_at: datetime
+    sent_at: datetime | None
+    timer_started_at: datetime | None
+    closed_at: datetime | None
+    watch_until: datetime | None
+    token: str | None
+    message_id: str | None
+    void_reason: str | None
+    attempts: int
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Any) -> ProbeRecord:
+        return cls(
+            id=row.id, site=row.site, channel=row.channel, purpose=row.purpose, origin=row.origin,
+            status=row.status, planned_at=row.planned_at, sent_at=row.sent_at,
+            timer_started_at=row.timer_started_at, closed_at=row.closed_at, watch_until=row.watch_until,
+            token=row.token, message_id=row.message_id, void_reason=row.void_reason,
+            attempts=row.attempts, details=json.loads(row.details or "{}"),
+        )
+
+    @property
+    def clock_start(self) -> datetime | None:
+        """Where commitment clocks start: the kind's own anchor (first ring) or the send instant."""
+        return self.timer_started_at or self.sent_at
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    seq: int
+    probe_id: str | None
+    at: datetime
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    probe_id: str
+    commitment: str
+    site: str
+    channel: str
+    verdict: str
+    deadline: datetime | None
+    started_at: datetime | None
+    answered_at: datetime | None
+    delay_seconds: float | None
+    business_delay_seconds: float | None
+    late: bool
+    reason: str | None
+    decided_at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        """The DESIGN §5 shape of one verdict."""
+        return {
+            "verdict": self.verdict,
+            "deadline": self.deadline,
+            "delay_seconds": self.delay_seconds,
+            "business_delay_seconds": self.business_delay_seconds,
+            "late": self.late,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    id: int
+    probe_id: str
+    name: str
+    content_type: str
+    sha256: str
+    size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Cursor:
+    name: str
+    uidvalidity: int | None = None
+    last_uid: int | None = None
+    position: dict[str, Any] | None = None

@@ -1,0 +1,414 @@
+"""The one store interface, identical on SQLite and PostgreSQL.
+
+Reads are plain methods on `Store`.  Writes go through `Store.write()`, a
+transaction yielding a `StoreTx`: callers compose several changes (probe
+status, events, evidence, verdicts) that commit together or not at all.
+Events queued in a transaction are appended to the hash chain at the very
+end, so the chain-head row lock is always the last lock taken and held only
+for a moment (no lock-order deadlocks, short contention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from monitor.store import chain
+from monitor.store.engine import create_engine, is_postgres, safe_url, writing
+from monitor.store.records import (
+    CANCELLED,
+    CLAIMED,
+    PLANNED,
+    SENDING,
+    Cursor,
+    EventRecord,
+    EvidenceItem,
+    NewProbe,
+    ProbeRecord,
+    StoredEvidence,
+    VerdictRecord,
+)
+from monitor.store.schema import ChainHead, Event, Evidence, Plan, Probe, Verdict, WatcherCursor
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or used; the monitor's failure, never the service's."""
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    probe_id: str | None
+    at: datetime
+    type: str
+    data: dict[str, Any]
+
+
+class StoreTx:
+    """One write transaction.  Only the runner, planner and watchers use it."""
+
+    def __init__(self, conn: AsyncConnection, postgres: bool):
+        self.conn = conn
+        self.postgres = postgres
+        self._events: list[QueuedEvent] = []
+
+    # ---- events
+
+    def event(self, probe_id: str | None, type_: str, at: datetime, **data: Any) -> None:
+        self._events.append(QueuedEvent(probe_id, at, type_, data))
+
+    async def flush_events(self) -> None:
+        if not self._events:
+            return
+        head = (await self.conn.execute(
+            select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
+        )).one_or_none()
+        seq, prev = (head.seq, head.hash) if head else (0, chain.GENESIS)
+        rows = []
+        for queued in self._events:
+            seq += 1
+            data = chain.canonical_json(queued.data)
+            digest = chain.event_hash(prev, seq, queued.probe_id, queued.at, queued.type, data)
+            rows.append({"seq": seq, "probe_id": queued.probe_id, "at": queued.at, "type": queued.type,
+                         "data": data, "prev_hash": prev, "hash": digest})
+            prev = digest
+        await self.conn.execute(Event.__table__.insert(), rows)
+        if head:
+            await self.conn.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
+        else:
+            await self.conn.execute(ChainHead.__table__.insert(), [{"id": 1, "seq": seq, "hash": prev}])
+        self._events.clear()
+
+    # ---- probes
+
+    async def insert_probes(self, probes: Sequence[NewProbe], at: datetime) -> None:
+        if not probes:
+            return
+        rows = [{
+            "id": p.id, "site": p.site, "channel": p.channel, "purpose": p.purpose, "origin": p.origin,
+            "plan_key": p.plan_key, "status": PLANNED, "planned_at": p.planned_at, "attempts": 0,
+            "details": "{}", "created_at": at, "updated_at": at,
+        } for p in probes]
+        await self.conn.execute(Probe.__table__.insert(), rows)
+        for p in probes:
+            self.event(p.id, "planned", at, site=p.site, channel=p.channel, purpose=p.purpose,
+                       origin=p.origin, planned_at=p.planned_at)
+
+    async def cancel_planned(self, probe_ids: Iterable[str], at: datetime, reason: str) -> list[str]:
+        """Cancel probes that are still only planned; anything already claimed is left alone."""
+        ids = list(probe_ids)
+        if not ids:
+            return []
+        result = await self.conn.execute(
+            update(Probe).where(Probe.id.in_(ids), Probe.status == PLANNED)
+            .values(status=CANCELLED, updated_at=at, closed_at=at).returning(Probe.id)
+        )
+        cancelled = [row.id for row in result]
+        for probe_id in cancelled:
+            self.event(probe_id, "cancelled", at, reason=reason)
+        return cancelled
+
+    async def lock_probe(self, probe_id: str) -> ProbeRecord | None:
+        row = (await self.conn.execute(select(Probe).where(Probe.id == probe_id).with_for_update())).one_or_none()
+        return ProbeRecord.from_row(row.Probe) if row else None
+
+    async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[ProbeRecord]:
+        """Atomically take due planned probes; at most one phone call per site at a time."""
+        candidates = (await self.conn.execute(
+            select(Probe).where(Probe.status == PLANNED, Probe.planned_at <= now)
+            .order_by(Probe.planned_at, Probe.id).limit(limit * 4)
+            .with_for_update(skip_locked=True)
+        )).scalars().all()
+        busy_lines = await self._sites_calling()
+        chosen: list[Probe] = []
+        for probe in candidates:
+            if len(chosen) == limit:
+                break
+            if probe.channel == "phone":
+                if probe.site in busy_lines:
+                    continue
+                busy_lines.add(probe.site)
+            chosen.append(probe)
+        if not chosen:
+            return []
+        await self.conn.execute(
+            update(Probe).where(Probe.id.in_([p.id for p in chosen]), Probe.status == PLANNED)
+            .values(status=CLAIMED, claimed_at=now, claim_expires_at=lease_until, claimed_by=owner,
+                    attempts=Probe.attempts + 1, updated_at=now)
+        )
+        for probe in chosen:
+            self.event(probe.id, "claimed", now, by=owner)
+        ids = [p.id for p in chosen]
+        rows = (await self.conn.execute(select(Probe).where(Probe.id.in_(ids)))).scalars().all()
+        return sorted((ProbeRecord.from_row(r) for r in rows), key=lambda r: (r.planned_at, r.id))
+
+    async def _sites_calling(self) -> set[str]:
+        rows = await self.conn.execute(
+            select(Probe.site).where(Probe.channel == "phone", Probe.status.in_((CLAIMED, SENDING))).distinct()
+        )
+        return {row.site for row in rows}
+
+    async def expired_claims(self, now: datetime) -> list[ProbeRecord]:
+        rows = (await self.conn.execute(
+            select(Probe).where(Probe.status.in_((CLAIMED, SENDING)), Probe.claim_expires_at < now)
+            .order_by(Probe.planned_at).with_for_update(skip_locked=True)
+        )).scalars().all()
+        return [ProbeRecord.from_row(r) for r in rows]
+
+    async def release_claim(self, probe_id: str, at: datetime, reason: str) -> None:
+        """Nothing left us for this probe: put it back in the plan to be dispatched again."""
+        await self.conn.execute(
+            update(Probe).where(Probe.id == probe_id, Probe.status.in_((CLAIMED, SENDING)))
+            .values(status=PLANNED, claimed_at=None, claim_expires_at=None, claimed_by=None, updated_at=at)
+        )
+        self.event(probe_id, "released", at, reason=reason)
+
+    async def set_probe(self, probe_id: str, at: datetime, **values: Any) -> None:
+        if "details" in values:
+            values["details"] = chain.canonical_json(values["details"])
+        await self.conn.execute(update(Probe).where(Probe.id == probe_id).values(updated_at=at, **values))
+
+    async def add_evidence(self, probe_id: str, items: Sequence[EvidenceItem], at: datetime) -> None:
+        for item in items:
+            digest = hashlib.sha256(item.data).hexdigest()
+            await self.conn.execute(Evidence.__table__.insert(), [{
+                "probe_id": probe_id, "name": item.name, "content_type": item.content_type,
+                "sha256": digest, "size": len(item.data), "data": item.data, "created_at": at,
+            }])
+            self.event(probe_id, "evidence", at, name=item.name, sha256=digest, size=len(item.data))
+
+    async def events_for(self, probe_id: str) -> list[EventRecord]:
+        """The probe's events, including those queued in this transaction (seq 0 until flushed)."""
+        rows = (await self.conn.execute(
+            select(Event).where(Event.probe_id == probe_id).order_by(Event.seq))).scalars()
+        stored = [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
+        queued = [EventRecord(0, q.probe_id, q.at, q.type, q.data) for q in self._events if q.probe_id == probe_id]
+        return stored + queued
+
+    # ---- verdicts
+
+    async def verdicts_for(self, probe_id: str) -> dict[str, VerdictRecord]:
+        rows = (await self.conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).scalars().all()
+        return {r.commitment: verdict_record(r) for r in rows}
+
+    async def save_verdict(self, record: VerdictRecord, exists: bool) -> None:
+        values = {k: getattr(record, k) for k in VERDICT_COLUMNS}
+        if exists:
+            await self.conn.execute(
+                update(Verdict).where(Verdict.probe_id == record.probe_id, Verdict.commitment == record.commitment)
+                .values(**values)
+            )
+        else:
+            await self.conn.execute(Verdict.__table__.insert(), [values])
+
+    # ---- plans and cursors
+
+    async def set_plan(self, site: str, channel: str, purpose: str, month: str, per_month: int, at: datetime) -> None:
+        key = (Plan.site == site, Plan.channel == channel, Plan.purpose == purpose, Plan.month == month)
+        await self.conn.execute(delete(Plan).where(*key))
+        await self.conn.execute(Plan.__table__.insert(), [{
+            "site": site, "channel": channel, "purpose": purpose, "month": month,
+            "per_month": per_month, "updated_at": at,
+        }])
+
+    async def set_cursor(self, cursor: Cursor, at: datetime) -> None:
+        await self.conn.execute(delete(WatcherCursor).where(WatcherCursor.name == cursor.name))
+        await self.conn.execute(WatcherCursor.__table__.insert(), [{
+            "name": cursor.name, "uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid,
+            "position": json.dumps(cursor.position) if cursor.position is not None else None, "updated_at": at,
+        }])
+
+
+VERDICT_COLUMNS = ("probe_id", "commitment", "site", "channel", "verdict", "deadline", "started_at", "answered_at",
+                   "delay_seconds", "business_delay_seconds", "late", "reason", "decided_at")
+
+
+def verdict_record(row: Verdict) -> VerdictRecord:
+    return VerdictRecord(**{k: getattr(row, k) for k in VERDICT_COLUMNS})
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, url: str):
+        self.engine = engine
+        self.url = url
+        self.postgres = is_postgres(engine)
+        # SQLite allows one writer: queue writers in-process instead of spinning on its busy timeout.
+        self._sqlite_writer = None if self.postgres else asyncio.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(create_engine(url), url)
+
+    @property
+    def display_url(self) -> str:
+        return safe_url(self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[StoreTx]:
+        if self._sqlite_writer is None:
+            async with self._transaction() as tx:
+                yield tx
+        else:
+            async with self._sqlite_writer, self._transaction() as tx:
+                yield tx
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[StoreTx]:
+        async with self.engine.connect() as conn:
+            conn = await writing(conn)
+            async with conn.begin():
+                tx = StoreTx(conn, self.postgres)
+                yield tx
+                await tx.flush_events()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    # ---- probe reads
+
+    async def probe(self, probe_id: str) -> ProbeRecord | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(Probe).where(Probe.id == probe_id))).scalar_one_or_none()
+        return ProbeRecord.from_row(row) if row else None
+
+    async def probes_where(self, *conditions: Any, order: Any = None, limit: int | None = None) -> list[ProbeRecord]:
+        query = select(Probe).where(*conditions).order_by(*(order or (Probe.planned_at, Probe.id)))
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.read() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        return [ProbeRecord.from_row(r) for r in rows]
+
+    async def planned_slots(self, site: str, channel: str, purpose: str, start: datetime,
+                            end: datetime) -> list[ProbeRecord]:
+        """Probes of one plan bucket (any status but cancelled) with planned_at in [start, end)."""
+        return await self.probes_where(
+            Probe.site == site, Probe.channel == channel, Probe.purpose == purpose, Probe.origin == "plan",
+            Probe.planned_at >= start, Probe.planned_at < end, Probe.status != CANCELLED,
+        )
+
+    async def plans(self, month: str) -> dict[tuple[str, str, str], int]:
+        async with self.read() as conn:
+            rows = (await conn.execute(select(Plan).where(Plan.month == month))).scalars().all()
+        return {(r.site, r.channel, r.purpose): r.per_month for r in rows}
+
+    async def events_for(self, probe_id: str) -> list[EventRecord]:
+        async with self.read() as conn:
+            rows = (await conn.execute(
+                select(Event).where(Event.probe_id == probe_id).order_by(Event.seq)
+            )).scalars().all()
+        return [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
+
+    async def events_since(self, seq: int, limit: int = 1000) -> list[EventRecord]:
+        async with self.read() as conn:
+            rows = (await conn.execute(
+                select(Event).where(Event.seq > seq).order_by(Event.seq).limit(limit)
+            )).scalars().all()
+        return [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
+
+    async def verdicts_for(self, probe_id: str) -> dict[str, VerdictRecord]:
+        async with self.read() as conn:
+            rows = (await conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).scalars().all()
+        return {r.commitment: verdict_record(r) for r in rows}
+
+    async def evidence_for(self, probe_id: str) -> list[StoredEvidence]:
+        async with self.read() as conn:
+            rows = (await conn.execute(
+                select(Evidence.id, Evidence.probe_id, Evidence.name, Evidence.content_type, Evidence.sha256,
+                       Evidence.size, Evidence.created_at).where(Evidence.probe_id == probe_id).order_by(Evidence.id)
+            )).all()
+        return [StoredEvidence(*row) for row in rows]
+
+    async def evidence_data(self, evidence_id: int) -> bytes | None:
+        async with self.read() as conn:
+            return (await conn.execute(select(Evidence.data).where(Evidence.id == evidence_id))).scalar_one_or_none()
+
+    async def probes_to_sweep(self, now: datetime, limit: int = 500) -> list[str]:
+        """Open probes with a pending verdict past its deadline, or past the end of their watch."""
+        async with self.read() as conn:
+            overdue = select(Verdict.probe_id).where(Verdict.verdict == "pending", Verdict.deadline <= now)
+            expired = select(Probe.id).where(Probe.status == "sent", Probe.watch_until <= now)
+            rows = await conn.execute(overdue.union(expired).limit(limit))
+            return [row[0] for row in rows]
+
+    async def cursor(self, name: str) -> Cursor | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(WatcherCursor).where(WatcherCursor.name == name))).scalar_one_or_none()
+        if row is None:
+            return None
+        position = json.loads(row.position) if row.position else None
+        return Cursor(row.name, row.uidvalidity, row.last_uid, position)
+
+    # ---- chain
+
+    async def verify_chain(self, batch: int = 5000) -> chain.ChainReport:
+        verifier = chain.Verifier()
+        async with self.read() as conn:
+            head = (await conn.execute(select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1))).one_or_none()
+            async for row in self._chain_rows(conn, batch):
+                if not verifier.feed(row):
+                    break
+        return verifier.report(head.seq if head else 0, head.hash if head else chain.GENESIS)
+
+    async def _chain_rows(self, conn: AsyncConnection, batch: int) -> AsyncIterator[chain.ChainRow]:
+        result = await conn.stream(select(Event).order_by(Event.seq).execution_options(yield_per=batch))
+        async for row in result.scalars():
+            yield chain.ChainRow(row.seq, row.probe_id, row.at, row.type, row.data, row.prev_hash, row.hash)
+
+    # ---- aggregates for status and metrics
+
+    async def verdict_counts(self, since: datetime | None = None) -> dict[tuple[str, str, str], int]:
+        """(site, commitment, verdict) → count, for probes whose clock started at or after `since`."""
+        query = select(Verdict.site, Verdict.commitment, Verdict.verdict, func.count()).group_by(
+            Verdict.site, Verdict.commitment, Verdict.verdict)
+        if since is not None:
+            query = query.where(Verdict.started_at >= since)
+        async with self.read() as conn:
+            rows = await conn.execute(query)
+            return {(s, c, v): n for s, c, v, n in rows}
+
+    async def open_counts(self, now: datetime) -> dict[tuple[str, str], tuple[int, datetime | None]]:
+        """(site, channel) → (open probes, oldest clock start among them)."""
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(Probe.site, Probe.channel, func.count(), func.min(Probe.sent_at))
+                .where(Probe.status == "sent").group_by(Probe.site, Probe.channel)
+            )
+            return {(s, ch): (n, oldest) for s, ch, n, oldest in rows}
+
+    async def overdue_counts(self) -> dict[tuple[str, str], int]:
+        """(site, commitment) → open probes already missed for want of an answer (still watched)."""
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(Verdict.site, Verdict.commitment, func.count())
+                .join(Probe, Probe.id == Verdict.probe_id)
+                .where(Probe.status == "sent", Verdict.verdict == "missed", Verdict.reason == "no_answer")
+                .group_by(Verdict.site, Verdict.commitment)
+            )
+            return {(s, c): n for s, c, n in rows}
+
+
+def in_period(column: Any, start: datetime | None, end: datetime | None) -> Any:
+    conditions = []
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return and_(*conditions) if conditions else or_(True)

@@ -1,0 +1,118 @@
+"""Verdicts from events (pure): the one place that decides met / missed / pending / void.
+
+A probe's events say what happened: it was sent (or voided by our own
+failure), answers arrived (`response` events with a kind), or the service
+failed outright (`failure`: an undeliverable address, a busy line).  For
+each commitment that applies to the probe this module computes the
+deadline and the verdict:
+
+- `void` when the monitor itself failed: it never counts against the service;
+- `met` when the first answer of a counted kind came by the deadline;
+- `missed` when it came later (`late`, with its real delay), when the
+  service failed outright (`reason` says how), or when the deadline passed
+  with no answer (`reason: no_answer`);
+- `pending` otherwise.
+
+Because verdicts are a function of the events and the clock, they can be
+recomputed at any time (after an auditor's re-grading, after a fix) and the
+sweeper only has to re-run this when a deadline passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.calendar import BusinessCalendar, deadline
+from monitor.config.models import Commitment, Config, Site
+from monitor.store.records import EventRecord, ProbeRecord
+
+PENDING, MET, MISSED, VOID = "pending", "met", "missed", "void"
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the events of one probe establish, reduced to what verdicts need."""
+
+    start: datetime | None
+    answers: tuple[Answer, ...] = ()
+    failure: str | None = None
+    void_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    deadline: datetime | None = None
+    answered_at: datetime | None = None
+    delay_seconds: float | None = None
+    business_delay_seconds: float | None = None
+    late: bool = False
+    reason: str | None = None
+
+
+def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
+    answers: list[Answer] = []
+    failure = None
+    void_reason = probe.void_reason
+    for event in events:
+        if event.type == "response" and event.data.get("counts", True):
+            answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"])))
+        elif event.type == "failure" and failure is None:
+            failure = event.data["reason"]
+        elif event.type == "void" and void_reason is None:
+            void_reason = event.data["reason"]
+    answers.sort(key=lambda a: a.at)
+    return Facts(probe.clock_start, tuple(answers), failure, void_reason)
+
+
+def judge(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now: datetime) -> Judgement:
+    if facts.void_reason is not None:
+        return Judgement(VOID, reason=facts.void_reason)
+    if facts.start is None:
+        return Judgement(PENDING)
+    due = deadline(commitment.within, facts.start, calendar, commitment.ring_cadence_seconds)
+    answer = first_counted(commitment, facts.answers)
+    if answer is not None:
+        return _answered(calendar, facts.start, due, answer)
+    if facts.failure is not None:
+        return Judgement(MISSED, deadline=due, reason=facts.failure)
+    if now >= due:
+        return Judgement(MISSED, deadline=due, reason="no_answer")
+    return Judgement(PENDING, deadline=due)
+
+
+def first_counted(commitment: Commitment, answers: Sequence[Answer]) -> Answer | None:
+    return next((a for a in answers if a.kind in commitment.answer_kinds), None)
+
+
+def _answered(calendar: BusinessCalendar, start: datetime, due: datetime, answer: Answer) -> Judgement:
+    late = answer.at > due
+    return Judgement(
+        MISSED if late else MET,
+        deadline=due,
+        answered_at=answer.at,
+        delay_seconds=max(0.0, (answer.at - start).total_seconds()),
+        business_delay_seconds=calendar.business_delay(start, answer.at),
+        late=late,
+    )
+
+
+def applicable_commitments(config: Config, probe: ProbeRecord) -> dict[str, Commitment]:
+    """Commitments of the probe's channel; phone ones only when their `during` fits the probe's purpose."""
+    return {
+        cid: c for cid, c in config.commitments_for(probe.channel).items()
+        if c.during == "any" or c.during == probe.purpose
+    }
+
+
+def calendar_id_for(site: Site, channel: str) -> str:
+    """Email answers run on the office calendar (jours ouvrés), calls on the site's opening hours."""
+    return site.email_calendar if channel == "email" else site.calendar
