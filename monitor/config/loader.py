@@ -98,18 +98,17 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        keys = [str(k.value) for k, _ in node.value]
         for key_node, value_node in node.value:
             key = str(key_node.value)
             child = (*path, key)
             self.lines[child] = key_node.start_mark.line + 1
-            if key in result or key in SECRET_FILE_KEYS and SECRET_FILE_KEYS[key] in result:
-                self.problem(child, "given twice")
+            if key in result or (key in SECRET_FILE_KEYS and SECRET_FILE_KEYS[key] in keys):
+                message = "given twice" if key in result else f"give {SECRET_FILE_KEYS[key]} or {key}, not both"
+                self.problem(child, message)
                 continue
             if key in SECRET_FILE_KEYS:
                 target = SECRET_FILE_KEYS[key]
-                if any(k.value == target for k, _ in node.value):
-                    self.problem(child, f"give {target} or {key}, not both")
-                    continue
                 self.lines[(*path, target)] = self.lines[child]
                 result[target] = self._read_secret_file(self.build(value_node, child), child, (*path, target))
                 continue
@@ -183,9 +182,12 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 0
-        raise ConfigError(source, [Problem(line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        message = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        if context is not None and getattr(exc, "context", None):
+            message += f" ({exc.context} started on line {context.line + 1})"  # type: ignore[attr-defined]
+        raise ConfigError(source, [Problem(line, "", message)]) from None
     if root is None or not isinstance(root, yaml.MappingNode):
         raise ConfigError(source, [Problem(1, "", "the file must be a YAML mapping (key: value lines)")])
     builder = _Builder(base_dir or Path.cwd(), os.environ if environ is None else environ)

@@ -71,7 +71,10 @@ class StoreTx:
         head = (await self.conn.execute(
             select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
         )).one_or_none()
-        seq, prev = (head.seq, head.hash) if head else (0, chain.GENESIS)
+        if head is None:
+            raise StoreUnavailable("the event chain head is missing: create the database with "
+                                   "`qualimon db upgrade`, and run `qualimon verify` if it was")
+        seq, prev = head.seq, head.hash
         rows = []
         for queued in self._events:
             seq += 1
@@ -81,10 +84,7 @@ class StoreTx:
                          "data": data, "prev_hash": prev, "hash": digest})
             prev = digest
         await self.conn.execute(Event.__table__.insert(), rows)
-        if head:
-            await self.conn.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
-        else:
-            await self.conn.execute(ChainHead.__table__.insert(), [{"id": 1, "seq": seq, "hash": prev}])
+        await self.conn.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=seq, hash=prev))
         self._events.clear()
 
     # ---- probes
@@ -118,7 +118,7 @@ class StoreTx:
 
     async def lock_probe(self, probe_id: str) -> ProbeRecord | None:
         row = (await self.conn.execute(select(Probe).where(Probe.id == probe_id).with_for_update())).one_or_none()
-        return ProbeRecord.from_row(row.Probe) if row else None
+        return ProbeRecord.from_row(row) if row else None
 
     async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[ProbeRecord]:
         """Atomically take due planned probes; at most one phone call per site at a time."""
@@ -126,7 +126,7 @@ class StoreTx:
             select(Probe).where(Probe.status == PLANNED, Probe.planned_at <= now)
             .order_by(Probe.planned_at, Probe.id).limit(limit * 4)
             .with_for_update(skip_locked=True)
-        )).scalars().all()
+        )).all()
         busy_lines = await self._sites_calling()
         chosen: list[Probe] = []
         for probe in candidates:
@@ -147,7 +147,7 @@ class StoreTx:
         for probe in chosen:
             self.event(probe.id, "claimed", now, by=owner)
         ids = [p.id for p in chosen]
-        rows = (await self.conn.execute(select(Probe).where(Probe.id.in_(ids)))).scalars().all()
+        rows = (await self.conn.execute(select(Probe).where(Probe.id.in_(ids)))).all()
         return sorted((ProbeRecord.from_row(r) for r in rows), key=lambda r: (r.planned_at, r.id))
 
     async def _sites_calling(self) -> set[str]:
@@ -160,7 +160,7 @@ class StoreTx:
         rows = (await self.conn.execute(
             select(Probe).where(Probe.status.in_((CLAIMED, SENDING)), Probe.claim_expires_at < now)
             .order_by(Probe.planned_at).with_for_update(skip_locked=True)
-        )).scalars().all()
+        )).all()
         return [ProbeRecord.from_row(r) for r in rows]
 
     async def release_claim(self, probe_id: str, at: datetime, reason: str) -> None:
@@ -188,7 +188,7 @@ class StoreTx:
     async def events_for(self, probe_id: str) -> list[EventRecord]:
         """The probe's events, including those queued in this transaction (seq 0 until flushed)."""
         rows = (await self.conn.execute(
-            select(Event).where(Event.probe_id == probe_id).order_by(Event.seq))).scalars()
+            select(Event).where(Event.probe_id == probe_id).order_by(Event.seq))).all()
         stored = [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
         queued = [EventRecord(0, q.probe_id, q.at, q.type, q.data) for q in self._events if q.probe_id == probe_id]
         return stored + queued
@@ -196,7 +196,7 @@ class StoreTx:
     # ---- verdicts
 
     async def verdicts_for(self, probe_id: str) -> dict[str, VerdictRecord]:
-        rows = (await self.conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).scalars().all()
+        rows = (await self.conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).all()
         return {r.commitment: verdict_record(r) for r in rows}
 
     async def save_verdict(self, record: VerdictRecord, exists: bool) -> None:
@@ -285,7 +285,7 @@ class Store:
 
     async def probe(self, probe_id: str) -> ProbeRecord | None:
         async with self.read() as conn:
-            row = (await conn.execute(select(Probe).where(Probe.id == probe_id))).scalar_one_or_none()
+            row = (await conn.execute(select(Probe).where(Probe.id == probe_id))).one_or_none()
         return ProbeRecord.from_row(row) if row else None
 
     async def probes_where(self, *conditions: Any, order: Any = None, limit: int | None = None) -> list[ProbeRecord]:
@@ -293,7 +293,7 @@ class Store:
         if limit is not None:
             query = query.limit(limit)
         async with self.read() as conn:
-            rows = (await conn.execute(query)).scalars().all()
+            rows = (await conn.execute(query)).all()
         return [ProbeRecord.from_row(r) for r in rows]
 
     async def planned_slots(self, site: str, channel: str, purpose: str, start: datetime,
@@ -306,26 +306,26 @@ class Store:
 
     async def plans(self, month: str) -> dict[tuple[str, str, str], int]:
         async with self.read() as conn:
-            rows = (await conn.execute(select(Plan).where(Plan.month == month))).scalars().all()
+            rows = (await conn.execute(select(Plan).where(Plan.month == month))).all()
         return {(r.site, r.channel, r.purpose): r.per_month for r in rows}
 
     async def events_for(self, probe_id: str) -> list[EventRecord]:
         async with self.read() as conn:
             rows = (await conn.execute(
                 select(Event).where(Event.probe_id == probe_id).order_by(Event.seq)
-            )).scalars().all()
+            )).all()
         return [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
 
     async def events_since(self, seq: int, limit: int = 1000) -> list[EventRecord]:
         async with self.read() as conn:
             rows = (await conn.execute(
                 select(Event).where(Event.seq > seq).order_by(Event.seq).limit(limit)
-            )).scalars().all()
+            )).all()
         return [EventRecord(r.seq, r.probe_id, r.at, r.type, json.loads(r.data)) for r in rows]
 
     async def verdicts_for(self, probe_id: str) -> dict[str, VerdictRecord]:
         async with self.read() as conn:
-            rows = (await conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).scalars().all()
+            rows = (await conn.execute(select(Verdict).where(Verdict.probe_id == probe_id))).all()
         return {r.commitment: verdict_record(r) for r in rows}
 
     async def evidence_for(self, probe_id: str) -> list[StoredEvidence]:
@@ -350,7 +350,7 @@ class Store:
 
     async def cursor(self, name: str) -> Cursor | None:
         async with self.read() as conn:
-            row = (await conn.execute(select(WatcherCursor).where(WatcherCursor.name == name))).scalar_one_or_none()
+            row = (await conn.execute(select(WatcherCursor).where(WatcherCursor.name == name))).one_or_none()
         if row is None:
             return None
         position = json.loads(row.position) if row.position else None
@@ -369,7 +369,7 @@ class Store:
 
     async def _chain_rows(self, conn: AsyncConnection, batch: int) -> AsyncIterator[chain.ChainRow]:
         result = await conn.stream(select(Event).order_by(Event.seq).execution_options(yield_per=batch))
-        async for row in result.scalars():
+        async for row in result:
             yield chain.ChainRow(row.seq, row.probe_id, row.at, row.type, row.data, row.prev_hash, row.hash)
 
     # ---- aggregates for status and metrics

@@ -19,12 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('chain_head',
+    chain_head = op.create_table('chain_head',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_head'))
     )
+    # The head row exists from the start so that appends can always lock it (a lock on a
+    # missing row locks nothing, and two first appends would both write event 1).
+    op.bulk_insert(chain_head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     op.create_table('events',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('probe_id', sa.String(length=32), nullable=True),

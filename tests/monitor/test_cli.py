@@ -1,0 +1,141 @@
+"""The command line, driven as an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.store.records import NewProbe
+from monitor.store.store import Store
+from tests.conftest import PARIS, ROOT
+from tests.support.integration import free_port
+
+
+@pytest.fixture
+def paris_copy(tmp_path: Path) -> Path:
+    """The Paris config pointed at a database in a temp dir."""
+    text = PARIS.read_text(encoding="utf-8").replace(
+        "sqlite+aiosqlite:///qualimon.db", f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    path = tmp_path / "paris.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_deadline_skips_may_day_and_victory_day(capsys) -> None:
+    code, out, _ = run_cli("deadline", "-c", str(PARIS), "--site", "maison-victor-hugo", "--commitment",
+                           "email.reply", "--start", "2026-04-30T10:00:00+02:00", capsys=capsys)
+    assert code == 0 and out.strip() == "2026-05-12T00:00:00+02:00"
+
+
+def test_deadline_of_a_call_is_plain_elapsed_time(capsys) -> None:
+    code, out, _ = run_cli("deadline", "-c", str(PARIS), "--site", "petit-palais", "--commitment",
+                           "phone.answer", "--start", "2026-03-29T01:59:50+01:00", capsys=capsys)
+    assert code == 0 and out.strip() == "2026-03-29T03:00:15+02:00"  # 25 s across the DST jump
+
+
+def test_deadline_names_an_unknown_site(capsys) -> None:
+    code, _, err = run_cli("deadline", "-c", str(PARIS), "--site", "louvre", "--commitment", "email.reply",
+                           "--start", "2026-04-30T10:00:00+02:00", capsys=capsys)
+    assert code == 2 and "no site 'louvre'" in err
+
+
+def test_deadline_explains_a_bad_instant(capsys) -> None:
+    code, _, err = run_cli("deadline", "-c", str(PARIS), "--site", "petit-palais", "--commitment", "email.reply",
+                           "--start", "yesterday", capsys=capsys)
+    assert code == 2 and "not an ISO 8601 instant" in err
+
+
+def test_db_upgrade_twice_is_a_no_op_the_second_time(paris_copy: Path, capsys) -> None:
+    assert run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)[0] == 0
+    db = paris_copy.parent / "q.db"
+    before = db.stat().st_size
+    code, out, _ = run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    assert code == 0 and "schema at revision" in out and db.stat().st_size == before
+
+
+async def _probe_with_verdicts(url: str) -> str:
+    store = Store.open(url)
+    now = datetime.now(timezone.utc) - timedelta(days=3)
+    probe = NewProbe(site="petit-palais", channel="email", planned_at=now, purpose="standard")
+    async with store.write() as tx:
+        await tx.insert_probes([probe], now)
+        await tx.set_probe(probe.id, now, status="sent", sent_at=now)
+    from monitor.config import load_config
+    from monitor.runner import Runner
+    from monitor.clock import SystemClock
+
+    runner = Runner(store, load_config(Path(url.split("///")[1]).parent / "paris.yaml"), {}, SystemClock())
+    await runner.reevaluate(probe.id)
+    await store.close()
+    return probe.id
+
+
+def test_status_and_export_show_what_the_store_holds(paris_copy: Path, capsys) -> None:
+    assert run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)[0] == 0
+    probe_id = asyncio.run(_probe_with_verdicts(f"sqlite+aiosqlite:///{paris_copy.parent / 'q.db'}"))
+
+    code, out, _ = run_cli("status", "-c", str(paris_copy), capsys=capsys)
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("petit-palais") and "email.ack" in line)
+    assert row.split()[2:5] == ["1", "0", "1"]  # n, met, missed: three days is past one working day
+
+    code, out, err = run_cli("export", "-c", str(paris_copy), capsys=capsys)
+    [line] = out.splitlines()
+    document = json.loads(line)
+    assert code == 0 and "exported 1 probes" in err
+    assert {"id", "site", "channel", "status", "planned_at", "sent_at", "events", "verdicts"} <= set(document)
+    assert document["id"] == probe_id and document["sent_at"].endswith("Z")
+    assert document["verdicts"]["email.ack"]["verdict"] == "missed"
+    assert set(document["verdicts"]["email.ack"]) == {
+        "verdict", "deadline", "delay_seconds", "business_delay_seconds", "late", "reason"}
+
+
+def test_export_refuses_a_period_that_ends_before_it_starts(paris_copy: Path, capsys) -> None:
+    run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    code, _, err = run_cli("export", "-c", str(paris_copy), "--from", "2026-07-01", "--to", "2026-06-01",
+                           capsys=capsys)
+    assert code == 2 and "--to is before --from" in err
+
+
+def test_verify_reports_an_intact_chain(paris_copy: Path, capsys) -> None:
+    run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    code, out, _ = run_cli("verify", "-c", str(paris_copy), capsys=capsys)
+    assert code == 0 and "chain intact" in out
+
+
+def test_run_serves_healthz_and_stops_cleanly_on_sigterm(paris_copy: Path) -> None:
+    port = free_port()
+    text = paris_copy.read_text().replace("127.0.0.1:9137", f"127.0.0.1:{port}")
+    paris_copy.write_text(text)
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(paris_copy)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        body = None
+        for _ in range(100):  # up to ~10 s to start
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    body = json.load(response)
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert body is not None and body["status"] == "ok" and body["checks"]["database"]["ok"]
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    assert "stopping" in err
