@@ -159,6 +159,11 @@ class SippServer:
     async def succeeded(self, timeout: float = 10.0) -> bool:
         return await self.finished(timeout) == 0
 
+    def messages(self) -> str:
+        """Every message sipp sent and received (`-trace_msg`), as sipp saw it on the wire."""
+        logs = sorted(self.workdir.glob("*_messages.log"))
+        return "\n".join(p.read_text(errors="replace") for p in logs)
+
     def errors(self) -> str:
         """sipp's log of unexpected messages and failed checks, for assertion messages."""
         logs = sorted(self.workdir.glob("*_errors.log"))
@@ -177,7 +182,7 @@ async def run_sipp(
     port = free_port()
     args = [
         sipp, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port), "-t", "u1" if transport == "udp" else "t1",
-        "-m", str(calls), "-nostdin", "-trace_err", "-timeout", f"{timeout_s}s", "-timeout_error",
+        "-m", str(calls), "-nostdin", "-trace_err", "-trace_msg", "-timeout", f"{timeout_s}s", "-timeout_error",
         "-max_recv_loops", "10000", "-max_sched_loops", "10000",
     ]
     process = await asyncio.create_subprocess_exec(
