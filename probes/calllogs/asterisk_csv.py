@@ -1,0 +1,217 @@
+"""Asterisk `cdr_csv` logs (`/var/log/asterisk/cdr-csv/Master.csv`): pure row parsing and a streaming reader.
+
+Column order, from Asterisk's `cdr/cdr_csv.c` (no header line):
+
+    accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp,
+    lastdata, start, answer, end, duration, billsec, disposition, amaflags,
+    [uniqueid]                       if cdr.conf [csv] loguniqueid=yes
+    [userfield]                      if loguserfield=yes
+    [peeraccount, linkedid, sequence] if newcdrcolumns=yes
+
+Stamps are `YYYY-MM-DD HH:MM:SS` in the PBX's local time (UTC with
+`usegmtime=yes`); an unanswered leg has an empty `answer`.  Set the three
+flags as in the PBX's cdr.conf to check every row's width; left unset, each
+row's layout is inferred from its width (16–21; 17 is read as `uniqueid`),
+which also copes with a file that spans a cdr.conf change.
+
+Success: every well-formed row ends up in exactly one `CallRecord` (legs
+with the same `linkedid` merged) or is counted as `skipped` (internal
+call); every other row is a `RejectedRow` with its reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from probes.calllogs.asterisk_legs import AsteriskOptions, CdrFields, build_leg
+from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
+from probes.calllogs.grouping import Leg, LegGrouper, merge_legs
+from probes.calllogs.numbers import redact
+from probes.calllogs.records import Batch, CallRecord, FileCursor, RejectedRow, RejectReason
+
+BASE_COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
+                "start", "answer", "end", "duration", "billsec", "disposition", "amaflags")
+
+
+class MasterCsvOptions(AsteriskOptions):
+    """How the PBX writes Master.csv: the cdr.conf [csv] flags (None = infer per row) and the shared settings."""
+
+    loguniqueid: bool | None = None
+    loguserfield: bool | None = None
+    newcdrcolumns: bool | None = None
+
+    def fixed_layout(self) -> Layout | None:
+        flags = (self.loguniqueid, self.loguserfield, self.newcdrcolumns)
+        if any(flag is None for flag in flags):
+            return None
+        return Layout.of(bool(self.loguniqueid), bool(self.loguserfield), bool(self.newcdrcolumns))
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Positions of the optional trailing columns (None when not logged)."""
+
+    width: int
+    uniqueid: int | None
+    linkedid: int | None
+    sequence: int | None
+
+    @classmethod
+    def of(cls, uniqueid: bool, userfield: bool, new: bool) -> Layout:
+        at = len(BASE_COLUMNS)
+        uid = at if uniqueid else None
+        at += int(uniqueid) + int(userfield)
+        if new:  # peeraccount, linkedid, sequence
+            return cls(at + 3, uid, at + 1, at + 2)
+        return cls(at, uid, None, None)
+
+
+# Widths a row may have when the flags are not given, most common reading first.
+INFERRED = {16: Layout.of(False, False, False), 17: Layout.of(True, False, False),
+            18: Layout.of(True, True, False), 19: Layout.of(False, False, True),
+            20: Layout.of(True, False, True), 21: Layout.of(True, True, True)}
+
+
+def parse_fields(fields: list[str], line_no: int, layout: Layout | None, excerpt: str) -> CdrFields | RejectedRow:
+    """One split Master.csv row → typed fields, or the reason it is unusable.  Pure."""
+    shape = layout or INFERRED.get(len(fields))
+    if shape is None or len(fields) != shape.width:
+        return RejectedRow(line_no, RejectReason.columns, redact(excerpt))
+    try:
+        start = _stamp(fields[9])
+        answer, end = _optional_stamp(fields[10]), _optional_stamp(fields[11])
+    except ValueError:
+        return RejectedRow(line_no, RejectReason.timestamp, redact(excerpt))
+    try:
+        duration, billsec = int(fields[12]), int(fields[13])
+    except ValueError:
+        return RejectedRow(line_no, RejectReason.duration, redact(excerpt))
+    return CdrFields(
+        line_no=line_no, start=start, answer=answer, end=end, duration=duration, billsec=billsec,
+        disposition=fields[14], dst=fields[2], src=fields[1],
+        uniqueid=_at(fields, shape.uniqueid), linkedid=_at(fields, shape.linkedid),
+        sequence=_at(fields, shape.sequence), channel=fields[5], dstchannel=fields[6],
+    )
+
+
+def parse_line(
+    line: RawLine, options: MasterCsvOptions, layout: Layout | None, zone: tzinfo, caller_key: bytes | None
+) -> Leg | RejectedRow:
+    """One raw Master.csv line → a leg, or the reason it is unusable.  Pure."""
+    try:
+        text = line.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return RejectedRow(line.line_no, RejectReason.encoding,
+                           redact(line.data.decode("utf-8", errors="backslashreplace")))
+    if text.count('"') % 2:
+        return RejectedRow(line.line_no, RejectReason.columns, redact(text))
+    fields = next(csv.reader((text,)), [])
+    parsed = parse_fields(fields, line.line_no, layout, text)
+    if isinstance(parsed, RejectedRow):
+        return parsed
+    return build_leg(parsed, options, zone, caller_key, text)
+
+
+def iter_master_csv(
+    path: str | os.PathLike[str],
+    source: str,
+    *,
+    options: MasterCsvOptions | None = None,
+    cursor: FileCursor | None = None,
+    caller_key: bytes | None = None,
+    batch_rows: int = 5000,
+    now: datetime | None = None,
+) -> Iterator[Batch]:
+    """Stream a Master.csv from `cursor`, in batches of about `batch_rows` lines; memory does not grow with the file.
+
+    `now=None` means the file is complete (a backfill): the last calls are
+    closed at end of file and a half-written last line is parsed.  A live
+    poller passes the current time: calls whose last leg ended less than
+    `group_grace_seconds` ago stay open, and the cursor points back to them.
+    Persist each batch's cursor after storing its records.
+    """
+    options = options or MasterCsvOptions()
+    cursor, restarted = checked_cursor(path, cursor or FileCursor())
+    reader = _Reader(source, options, caller_key, cursor)
+    with open(path, "rb") as handle:
+        for line in iter_lines(handle, cursor.offset, cursor.line_no, complete=now is None):
+            reader.take(line)
+            if reader.rows >= batch_rows:
+                yield reader.batch(restarted)
+                restarted = False
+    reader.finish(now)
+    yield reader.batch(restarted)
+
+
+def read_master_csv(path: str | os.PathLike[str], source: str, **kwargs: Any) -> tuple[
+        list[CallRecord], list[RejectedRow], FileCursor]:
+    """The whole file at once (tests, small backfills): records, rejected rows, final cursor."""
+    records: list[CallRecord] = []
+    rejected: list[RejectedRow] = []
+    cursor = kwargs.get("cursor") or FileCursor()
+    for batch in iter_master_csv(path, source, **kwargs):
+        records.extend(batch.records)
+        rejected.extend(batch.rejected)
+        cursor = batch.cursor
+    return records, rejected, cursor
+
+
+class _Reader:
+    """Per-read state: the grouper and what the current batch has gathered."""
+
+    def __init__(self, source: str, options: MasterCsvOptions, caller_key: bytes | None, cursor: FileCursor) -> None:
+        self.source, self.options, self.caller_key = source, options, caller_key
+        self.layout, self.zone = options.fixed_layout(), options.zone()
+        self.fingerprint = cursor.fingerprint
+        self.grouper: LegGrouper[tuple[int, int]] = LegGrouper(
+            options.group_grace_seconds, (cursor.offset, cursor.line_no), cursor.recent)
+        self.records: list[CallRecord] = []
+        self.rejected: list[RejectedRow] = []
+        self.rows = self.skipped = 0
+
+    def take(self, line: RawLine) -> None:
+        self.rows += 1
+        leg = parse_line(line, self.options, self.layout, self.zone, self.caller_key)
+        if isinstance(leg, RejectedRow):
+            self.rejected.append(leg)
+        else:
+            # Master.csv is appended when a call's CDRs are dispatched, i.e. about when it ends.
+            clock = leg.started_at.timestamp() + leg.duration
+            self._close(self.grouper.add(leg, (line.start, line.line_no - 1), clock))
+        self.grouper.advance((line.end, line.lines_after))
+
+    def finish(self, now: datetime | None) -> None:
+        self._close(self.grouper.flush(None if now is None else now.timestamp()))
+
+    def batch(self, restarted: bool) -> Batch:
+        (offset, line_no), recent = self.grouper.cursor()
+        cursor = FileCursor(offset, line_no, self.fingerprint, recent)
+        batch = Batch(tuple(self.records), tuple(self.rejected), cursor, self.rows, self.skipped, restarted)
+        self.records, self.rejected, self.rows, self.skipped = [], [], 0, 0
+        return batch
+
+    def _close(self, groups: list[list[Leg]]) -> None:
+        for legs in groups:
+            record = merge_legs(self.source, legs[0].key, legs)
+            if record is None:
+                self.skipped += len(legs)
+            else:
+                self.records.append(record)
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip())
+
+
+def _optional_stamp(text: str) -> datetime | None:
+    text = text.strip()
+    return datetime.fromisoformat(text) if text else None
+
+
+def _at(fields: list[str], index: int | None) -> str:
+    return fields[index].strip() if index is not None else ""

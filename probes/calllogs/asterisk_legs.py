@@ -1,0 +1,126 @@
+"""What Asterisk's CDR backends have in common: one row → one `Leg`, whatever the storage.
+
+Both `Master.csv` and the SQL `cdr` table carry the same fields; the readers
+turn their text or column values into `CdrFields` and this module applies
+the rules once:
+
+* ring time of a leg = `duration − billsec` (what Asterisk itself bills);
+  the `answer`/`end` stamps only help to read ambiguous local times;
+* dispositions: ANSWERED → answered, NO ANSWER → no_answer, BUSY → busy,
+  FAILED and CONGESTION → failed (a technical failure inside the PBX or the
+  network; `rejected` is kept for explicit declines, which Asterisk CDRs do
+  not distinguish);
+* the call key is `linkedid`, else `uniqueid` (in Asterisk ≥ 12 every leg
+  of a call carries the caller's uniqueid, so both group queue legs), else a
+  hash of non-personal fields (stamps, durations, channels, dialled number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from probes.calllogs.grouping import Leg
+from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
+from probes.calllogs.records import CallOutcome, RejectedRow, RejectReason
+from probes.calllogs.timeutil import resolve_call, zone_named
+
+DISPOSITIONS = {
+    "ANSWERED": CallOutcome.answered,
+    "NO ANSWER": CallOutcome.no_answer,
+    "NOANSWER": CallOutcome.no_answer,
+    "BUSY": CallOutcome.busy,
+    "FAILED": CallOutcome.failed,
+    "CONGESTION": CallOutcome.failed,
+}
+
+
+class AsteriskOptions(BaseModel):
+    """Settings shared by the Asterisk readers (a config source embeds them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = Field(default="Europe/Paris", description="Zone of the PBX clock that wrote the local stamps.")
+    usegmtime: bool = Field(default=False, description="cdr.conf `usegmtime=yes`: stamps are already UTC.")
+    country_code: str = Field(default="33", pattern=r"^[1-9][0-9]{0,2}$")
+    group_grace_seconds: Annotated[float, Field(ge=0, le=86400)] = Field(
+        default=120.0, description="How far the scan must move past a call's last leg before the call is closed."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone_named(value)  # raises on an unknown zone
+        return value
+
+    def zone(self) -> tzinfo:
+        return zone_named("UTC" if self.usegmtime else self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class CdrFields:
+    """One CDR row with typed values (naive local datetimes unless the backend gave aware ones)."""
+
+    line_no: int
+    start: datetime
+    answer: datetime | None
+    end: datetime | None
+    duration: int
+    billsec: int
+    disposition: str
+    dst: str
+    src: str
+    uniqueid: str
+    linkedid: str
+    sequence: Any
+    channel: str
+    dstchannel: str
+
+
+def build_leg(
+    row: CdrFields, options: AsteriskOptions, zone: tzinfo, caller_key: bytes | None, excerpt: str
+) -> Leg | RejectedRow:
+    """Apply the Asterisk rules to one row; a broken row becomes a `RejectedRow`, never an exception."""
+    if row.duration < 0 or row.billsec < 0 or row.billsec > row.duration:
+        return RejectedRow(row.line_no, RejectReason.duration, redact(excerpt))
+    outcome = DISPOSITIONS.get(row.disposition.strip().upper())
+    if outcome is None:
+        return RejectedRow(row.line_no, RejectReason.outcome, redact(excerpt))
+    kind, dialled = normalise_number(row.dst, options.country_code)
+    if kind is NumberKind.invalid:
+        return RejectedRow(row.line_no, RejectReason.number, redact(excerpt))
+    start, _, _ = resolve_call(row.start, row.answer, row.end, row.duration, row.billsec, zone)
+    ring = row.duration - row.billsec if outcome is CallOutcome.answered else row.duration
+    return Leg(
+        key=call_key(row),
+        line_no=row.line_no,
+        started_at=start,
+        ring_seconds=float(ring),
+        duration=float(row.duration),
+        outcome=outcome,
+        dialled=dialled,
+        caller_hash=pseudonymise(row.src, caller_key, options.country_code) if caller_key else None,
+        order=(_sortable(row.sequence),),
+    )
+
+
+def call_key(row: CdrFields) -> str:
+    if row.linkedid:
+        return row.linkedid
+    if row.uniqueid:
+        return row.uniqueid
+    # No identifier logged: hash what tells calls apart without personal data (channel names carry a counter).
+    parts = (row.start.isoformat(), str(row.duration), str(row.billsec), row.disposition,
+             row.dst, row.channel, row.dstchannel)
+    return "h:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def _sortable(sequence: Any) -> int:
+    try:
+        return int(sequence)
+    except (TypeError, ValueError):
+        return 0

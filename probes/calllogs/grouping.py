@@ -1,0 +1,169 @@
+"""Assembling the legs of one call into one record, while streaming, with exact resume points.
+
+A call that rings several phones (a queue, a ring group) leaves one CDR row
+per leg, sharing a `linkedid`; legs are not always adjacent in the log.  The
+grouper holds a call open until the scan clock has moved `grace` seconds past
+its last leg, then merges it.  It also knows where a reader must resume so
+that no record is ever emitted twice or emitted partially:
+
+* the resume position is the one before the first leg of the oldest call
+  still open (its legs will be read again), and
+* calls already emitted whose legs might be met again after that position
+  are remembered as `recent` keys, whose legs are skipped.
+
+Pure logic: positions are opaque values supplied by the reader (byte offsets
+for files, keysets for SQL).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from probes.calllogs.records import CallOutcome, CallRecord, RecentKeys
+
+P = TypeVar("P")
+
+# Which outcome a multi-leg call had for the caller when nobody answered:
+# any phone that rang until the caller gave up means "no answer" for them.
+_PRIORITY = {CallOutcome.answered: 0, CallOutcome.no_answer: 1, CallOutcome.busy: 2,
+             CallOutcome.rejected: 3, CallOutcome.failed: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One parsed CDR row.  `dialled` is E.164 or "" for an internal extension."""
+
+    key: str
+    line_no: int
+    started_at: datetime
+    ring_seconds: float
+    duration: float
+    outcome: CallOutcome
+    dialled: str
+    caller_hash: str | None
+    order: tuple = ()  # tie-breaker among legs starting in the same second (Asterisk `sequence`)
+
+
+def merge_legs(source: str, key: str, legs: list[Leg]) -> CallRecord | None:
+    """The call as the caller lived it, or None when no leg dialled a public number (an internal call)."""
+    legs = sorted(legs, key=lambda leg: (leg.started_at, leg.order, leg.line_no))
+    first = legs[0]
+    dialled = next((leg.dialled for leg in legs if leg.dialled), "")
+    if not dialled:
+        return None
+    start = first.started_at
+    answered = [leg for leg in legs if leg.outcome is CallOutcome.answered]
+    ended_at = max(leg.started_at + timedelta(seconds=leg.duration) for leg in legs)
+    if answered:
+        ring = min(_offset(start, leg) + leg.ring_seconds for leg in answered)
+        outcome, answered_at = CallOutcome.answered, start + timedelta(seconds=ring)
+    else:
+        ring = (ended_at - start).total_seconds()
+        outcome, answered_at = min((leg.outcome for leg in legs), key=_PRIORITY.__getitem__), None
+    caller = next((leg.caller_hash for leg in legs if leg.caller_hash), None)
+    return CallRecord(source=source, record_key=key, dialled=dialled, caller_hash=caller, started_at=start,
+                      answered_at=answered_at, ended_at=ended_at, ring_seconds=ring, outcome=outcome, legs=len(legs))
+
+
+def _offset(start: datetime, leg: Leg) -> float:
+    return (leg.started_at - start).total_seconds()
+
+
+@dataclass(slots=True)
+class _Open(Generic[P]):
+    first_ordinal: int
+    resume_at: P
+    last_clock: float
+    last_ordinal: int
+    legs: list[Leg] = field(default_factory=list)
+
+
+class LegGrouper(Generic[P]):
+    """Streaming grouping of legs by key.  Feed legs in scan order; take completed groups."""
+
+    def __init__(self, grace_seconds: float, start_at: P, recent: RecentKeys = (),
+                 remember_seconds: float | None = None) -> None:
+        self._grace = grace_seconds
+        # How long (scan clock) an emitted key is remembered, to skip its legs if they are met again.
+        self._remember = 2 * grace_seconds if remember_seconds is None else remember_seconds
+        self._open: dict[str, _Open[P]] = {}
+        self._due: list[tuple[float, str]] = []  # heap of (last clock, key); stale entries are skipped
+        # key -> (ordinal of its last leg, clock of its last leg), for calls already emitted
+        self._done: dict[str, tuple[int, float]] = {key: (-1, clock) for key, clock in recent}
+        self._prune_at = 4096
+        self._position = start_at
+        self._ordinal = 0
+        self._clock = float("-inf")
+
+    def add(self, leg: Leg, resume_at: P, clock: float) -> list[list[Leg]]:
+        """Take one leg; `resume_at` is the position just before it.  Returns groups now complete."""
+        self._ordinal += 1
+        if clock > self._clock:
+            self._clock = clock
+        done = self._done.get(leg.key)
+        if done is not None:  # a late or re-read leg of a call already emitted: never a second record
+            self._done[leg.key] = (self._ordinal, max(done[1], clock))
+            return self._expire()
+        group = self._open.get(leg.key)
+        if group is None:
+            group = self._open[leg.key] = _Open(self._ordinal, resume_at, clock, self._ordinal)
+        elif clock > group.last_clock:
+            group.last_clock = clock
+        group.last_ordinal = self._ordinal
+        group.legs.append(leg)
+        heapq.heappush(self._due, (group.last_clock, leg.key))
+        return self._expire()
+
+    def advance(self, position: P) -> None:
+        """Record that everything up to `position` was read (rejected and skipped rows included)."""
+        self._position = position
+
+    def flush(self, before_clock: float | None = None) -> list[list[Leg]]:
+        """Close every open group (the data is complete), or those whose last leg is before `before_clock − grace`."""
+        if before_clock is None:
+            self._due.clear()
+            return self._close(list(self._open))
+        return self._expire(before_clock)
+
+    def cursor(self) -> tuple[P, RecentKeys]:
+        """Position to persist, and the keys to skip after it."""
+        if self._open:
+            oldest = min(self._open.values(), key=lambda g: g.first_ordinal)
+            position, after = oldest.resume_at, oldest.first_ordinal
+        else:
+            position, after = self._position, self._ordinal + 1
+        # Keys whose legs may still come: seen after the resume point, or recently enough to have late legs.
+        horizon = self._clock - self._remember
+        recent = tuple((k, c) for k, (o, c) in self._done.items() if o >= after or c >= horizon)
+        return position, recent
+
+    def _expire(self, clock: float | None = None) -> list[list[Leg]]:
+        limit = (self._clock if clock is None else clock) - self._grace
+        ready = []
+        while self._due and self._due[0][0] < limit:
+            last_clock, key = heapq.heappop(self._due)
+            group = self._open.get(key)
+            if group is not None and group.last_clock == last_clock and key not in ready:
+                ready.append(key)
+        if len(self._done) > self._prune_at:
+            self._prune()
+        return self._close(ready) if ready else []
+
+    def _prune(self) -> None:
+        """Forget emitted keys that can no longer meet a leg, so memory stays flat on long scans."""
+        horizon = self._clock - self._remember
+        oldest_open = min((g.first_ordinal for g in self._open.values()), default=self._ordinal + 1)
+        self._done = {k: v for k, v in self._done.items() if v[1] >= horizon or v[0] >= oldest_open}
+        self._prune_at = max(4096, 2 * len(self._done))
+
+    def _close(self, keys: Iterable[str]) -> list[list[Leg]]:
+        groups = []
+        for key in keys:
+            group = self._open.pop(key)
+            self._done[key] = (group.last_ordinal, group.last_clock)
+            groups.append(group.legs)
+        return groups

@@ -1,0 +1,156 @@
+"""The values every call-log reader produces: records, rejected rows, cursors, batches.
+
+A `CallRecord` is one incoming call as the site's caller lived it (a queue
+call that rang three phones is one record with `legs=3`).  A `RejectedRow`
+is a line (or SQL row) that could not be read; readers never raise on bad
+data, they hand these back so the runner can count them in
+`qualimon_calllog_rows_rejected_total{source,reason}` and go on.
+
+Cursors are plain, JSON-serialisable values: the lead persists the cursor of
+each `Batch` *after* storing that batch's records, and the next read resumes
+from it without yielding any record twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from math import ceil
+from typing import Any
+
+
+class CallOutcome(StrEnum):
+    """How the call ended for the caller; values are the `outcome` label of `qualimon_calls_total`."""
+
+    answered = "answered"
+    busy = "busy"
+    no_answer = "no_answer"
+    rejected = "rejected"
+    failed = "failed"
+
+
+class RejectReason(StrEnum):
+    """Why a row was not turned into a record; values are the `reason` label of the rejected-rows counter."""
+
+    columns = "columns"  # wrong number of fields, unbalanced quotes, missing mapped column
+    encoding = "encoding"  # bytes that are not valid in the declared encoding
+    timestamp = "timestamp"  # unparseable or impossible instant
+    duration = "duration"  # negative, non-numeric, or talk time longer than the call
+    number = "number"  # empty or malformed dialled number
+    outcome = "outcome"  # disposition / status value nobody mapped
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One incoming call, all instants UTC-aware.
+
+    `caller_hash` is a keyed pseudonym (HMAC-SHA256 of the caller number,
+    see `numbers.pseudonymise`) or None when no key is configured: the raw
+    caller number is personal data and never leaves the parser.  It must
+    not be used as a metric label either.
+    """
+
+    source: str
+    record_key: str
+    dialled: str
+    caller_hash: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+    ring_seconds: float
+    outcome: CallOutcome
+    legs: int = 1
+
+    def rings(self, cadence_seconds: float = 5.0) -> int:
+        """DESIGN §2: ceil(ring_seconds / cadence), at least 1 for an answered call."""
+        counted = ceil(self.ring_seconds / cadence_seconds - 1e-9)
+        return max(1, counted) if self.outcome is CallOutcome.answered else max(0, counted)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A row that was skipped; `excerpt` is short and has phone-number-like digit runs redacted."""
+
+    line_no: int
+    reason: RejectReason
+    excerpt: str
+
+
+RecentKeys = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileCursor:
+    """Where to resume a file: the next unread byte and how many lines lie before it.
+
+    `fingerprint` identifies the file by its first line, so a rotated or
+    replaced file is read again from the start.  `recent` holds the keys of
+    calls already emitted whose legs may still be met after `offset` (legs
+    of one call are not always adjacent), each with the scan clock of its
+    last leg; a resumed read skips those legs instead of emitting a partial
+    duplicate.
+    """
+
+    offset: int = 0
+    line_no: int = 0
+    fingerprint: str = ""
+    recent: RecentKeys = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"offset": self.offset, "line_no": self.line_no,
+                           "fingerprint": self.fingerprint, "recent": [list(r) for r in self.recent]})
+
+    @classmethod
+    def from_json(cls, text: str) -> FileCursor:
+        data = json.loads(text)
+        return cls(offset=int(data["offset"]), line_no=int(data["line_no"]),
+                   fingerprint=str(data.get("fingerprint", "")), recent=_recent(data.get("recent", ())))
+
+
+SqlKey = tuple[datetime, str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SqlCursor:
+    """Where to resume an SQL `cdr` table: the keyset `(start, uniqueid, tie-breaker)` of the last row consumed.
+
+    `start` is the table's own (naive, PBX-local) value, so ordering never
+    depends on our time-zone conversion.
+    """
+
+    after: SqlKey | None = None
+    recent: RecentKeys = ()
+
+    def to_json(self) -> str:
+        after = None if self.after is None else [self.after[0].isoformat(), self.after[1], self.after[2]]
+        return json.dumps({"after": after, "recent": [list(r) for r in self.recent]})
+
+    @classmethod
+    def from_json(cls, text: str) -> SqlCursor:
+        data = json.loads(text)
+        raw = data.get("after")
+        after = None if raw is None else (datetime.fromisoformat(raw[0]), str(raw[1]), raw[2])
+        return cls(after=after, recent=_recent(data.get("recent", ())))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one step of a reader yields.
+
+    `rows` counts the source rows consumed by this step (for progress bars),
+    `skipped` the valid rows that are not calls to a public number (internal
+    extension-to-extension calls): neither records nor rejections.
+    """
+
+    records: tuple[CallRecord, ...]
+    rejected: tuple[RejectedRow, ...]
+    cursor: Any  # FileCursor | SqlCursor
+    rows: int = 0
+    skipped: int = 0
+    restarted: bool = field(default=False)  # the file was rotated: reading began again at offset 0
+
+
+def _recent(raw: Any) -> RecentKeys:
+    return tuple((str(key), float(clock)) for key, clock in raw)
