@@ -26,18 +26,22 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from monitor.config.models import SipConfig
-from probes.phone.result import DEFAULT_RING_CADENCE, CallResult, failed_before_invite, result_from_record
+from probes.phone.result import (
+    DEFAULT_RING_CADENCE,
+    CallResult,
+    failed_before_invite,
+    result_from_record,
+)
 from probes.phone.sip.call import CallPlan, CallRecord, OutgoingCall
 from probes.phone.sip.message import (
     SipMessage,
     SipParseError,
     SipRequest,
     SipResponse,
-    StreamFramer,
     cseq_of,
     parse_message,
     parse_uri,
@@ -47,6 +51,7 @@ from probes.phone.sip.message import (
 from probes.phone.sip.register import Registration, RegistrationPlan, RegistrationState
 from probes.phone.sip.sdp import audio_offer
 from probes.phone.sip.timers import RFC3261_TIMERS, SipTimers
+from probes.phone.wire import TcpWire, UdpWire, Wire
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class WallClock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 SYSTEM_CLOCK = SystemClock()
@@ -88,40 +93,6 @@ class Trunk:
         if uri.transport not in ("udp", "tcp"):
             raise LineError(f"{proxy}: transport {uri.transport!r} is not udp or tcp")
         return cls(uri.host, uri.port or DEFAULT_PORT, uri.transport.upper(), uri.hostport())
-
-
-# --------------------------------------------------------------------------
-# transports: bytes in and out, nothing else
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, line: SipLine) -> None:
-        self._line = line
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._line._on_bytes(data)
-
-    def error_received(self, exc: Exception) -> None:
-        # On a connected UDP socket, an ICMP port/host unreachable lands here.
-        self._line._on_transport_error(exc)
-
-
-class _Stream(asyncio.Protocol):
-    def __init__(self, line: SipLine) -> None:
-        self._line = line
-        self._framer = StreamFramer()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            frames = self._framer.feed(data)
-        except SipParseError as exc:
-            self._line._on_transport_error(exc)
-            return
-        for frame in frames:
-            self._line._on_bytes(frame)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._line._on_transport_error(exc or ConnectionResetError("the trunk closed the TCP connection"))
 
 
 # --------------------------------------------------------------------------
@@ -175,7 +146,7 @@ class SipLine:
         self._monotonic = monotonic
         self._register_expires = register_expires
         self.trunk = Trunk.from_proxy(sip.proxy)
-        self._transport: asyncio.BaseTransport | None = None
+        self._wire: Wire | None = None
         self._local: tuple[str, int] | None = None
         self._calls: dict[str, _ActiveCall] = {}
         self._acks = _AckCache(ttl=timers.timer_d)
@@ -194,19 +165,18 @@ class SipLine:
         await self.close()
 
     async def open(self) -> None:
-        if self._transport is not None:
+        if self._wire is not None:
             return
-        loop = asyncio.get_running_loop()
-        address = await self._resolve(loop)
+        address = await self._resolve(asyncio.get_running_loop())
         try:
             if self.trunk.transport == "UDP":
-                self._transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), remote_addr=address)
+                self._wire = UdpWire.open(address, self, self._monotonic)
             else:
-                self._transport, _ = await loop.create_connection(lambda: _Stream(self), *address)
+                self._wire = await TcpWire.open(address, self, self._monotonic)
         except OSError as exc:
             raise LineError(f"cannot reach our SIP trunk at {self._where()}: {_describe(exc)}") from exc
-        sockname = self._transport.get_extra_info("sockname")
-        self._local = (self.sip.local_host or sockname[0], sockname[1])
+        host, port = self._wire.local_address
+        self._local = (self.sip.local_host or host, port)
         if self.sip.register_:
             await self._register()
 
@@ -216,9 +186,9 @@ class SipLine:
         for active in self._calls.values():
             if active.timer is not None:
                 active.timer.cancel()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
         kind = socket.SOCK_DGRAM if self.trunk.transport == "UDP" else socket.SOCK_STREAM
@@ -240,13 +210,15 @@ class SipLine:
         max_ring_seconds: float,
         hold_seconds: float,
         ring_cadence: float = DEFAULT_RING_CADENCE,
+        call_id: str | None = None,
     ) -> CallResult:
         """Call `number` (E.164) and return how it went; needs an open line."""
-        if self._transport is None:
-            raise LineError("the line is not open")
-        machine = OutgoingCall(
-            self._plan(number, max_ring_seconds, hold_seconds), call_id=self._new_call_id(), timers=self.timers
-        )
+        if self._wire is None:
+            raise LineError("the line to our SIP trunk is not open (or its connection broke)")
+        call_id = call_id or new_call_id()
+        if call_id in self._calls:
+            raise ValueError(f"call {call_id} is already in progress on this line")
+        machine = OutgoingCall(self._plan(number, max_ring_seconds, hold_seconds), call_id=call_id, timers=self.timers)
         active = _ActiveCall(machine, asyncio.get_running_loop().create_future())
         self._calls[machine.call_id] = active
         wall_at_invite = self._clock.now()
@@ -281,9 +253,6 @@ class SipLine:
         user = self.sip.username or parse_uri(self.sip.from_).user or "qualimon"
         suffix = ";transport=tcp" if self.trunk.transport == "TCP" else ""
         return f"<sip:{user}@{local}{suffix}>"
-
-    def _new_call_id(self) -> str:
-        return f"{secrets.token_hex(12)}@qualimon"
 
     def _advance(self, active: _ActiveCall, out: list[SipMessage]) -> None:
         """Send what the machine produced, then finish it or re-arm its timer."""
@@ -322,16 +291,11 @@ class SipLine:
         self._send_bytes(to_bytes(message))
 
     def _send_bytes(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if self.trunk.transport == "UDP":
-            transport.sendto(data)  # type: ignore[attr-defined]
-        else:
-            transport.write(data)  # type: ignore[attr-defined]
+        if self._wire is not None:
+            self._wire.send(data)
 
-    def _on_bytes(self, data: bytes) -> None:
-        now = self._monotonic()  # stamp first: ring timings depend on it
+    def on_bytes(self, data: bytes, now: float) -> None:
+        """A message from the trunk; `now` is when it arrived (ring timings depend on it)."""
         try:
             message = parse_message(data)
             call_id = message.headers.get("Call-ID") or ""
@@ -361,15 +325,16 @@ class SipLine:
         if reply is not None:
             self._send(reply)
 
-    def _on_transport_error(self, exc: Exception) -> None:
+    def on_transport_error(self, exc: Exception) -> None:
         reason = _describe(exc)
         now = self._monotonic()
         for active in list(self._calls.values()):
             self._advance(active, active.machine.transport_failed(reason, now))
         if self._registered is not None and not self._registered.done():
             self._registered.set_exception(LineError(f"cannot register with our SIP trunk: {reason}"))
-        if self.trunk.transport == "TCP":
-            self._transport = None  # a broken connection: the next open() reconnects
+        if self.trunk.transport == "TCP" and self._wire is not None:
+            self._wire.close()
+            self._wire = None  # a broken connection: calls placed later fail until a new line opens
 
     # ---------------------------------------------------------- registration
 
@@ -387,7 +352,7 @@ class SipLine:
             username=self.sip.username,
             password=self.sip.password.get_secret_value() if self.sip.password else None,
         )
-        self._registration = Registration(plan, call_id=self._new_call_id(), timers=self.timers)
+        self._registration = Registration(plan, call_id=new_call_id(), timers=self.timers)
         self._registered = asyncio.get_running_loop().create_future()
         self._drive_registration(self._registration.start(self._monotonic()))
         await self._registered
@@ -410,7 +375,7 @@ class SipLine:
             self._registration_timer = asyncio.get_running_loop().call_later(delay, self._on_registration_timer)
 
     def _on_registration_timer(self) -> None:
-        if self._registration is not None and self._transport is not None:
+        if self._registration is not None and self._wire is not None:
             self._drive_registration(self._registration.tick(self._monotonic()))
 
     @property
@@ -426,6 +391,11 @@ def _reply_to_stray_request(request: SipRequest) -> SipResponse | None:
     if request.method == "INVITE":
         return response_to(request, 480, "Temporarily Unavailable", to_tag=secrets.token_hex(4))
     return response_to(request, 481, "Call/Transaction Does Not Exist")
+
+
+def new_call_id() -> str:
+    """A Call-ID; a probe may draw it first and record it before the INVITE leaves."""
+    return f"{secrets.token_hex(12)}@qualimon"
 
 
 def _rtp_port() -> int:
@@ -485,18 +455,24 @@ async def place_call(
     ring_cadence: float = DEFAULT_RING_CADENCE,
     clock: WallClock = SYSTEM_CLOCK,
     timers: SipTimers = RFC3261_TIMERS,
+    call_id: str | None = None,
 ) -> CallResult:
     """Call `number` (E.164, e.g. '+33199001234') through the trunk of `sip`.
 
     Rings for at most `max_ring_seconds` (then CANCEL), holds an answered
-    call `hold_seconds` (then BYE).  Trunk and network problems come back as
+    call `hold_seconds` (then BYE).  `call_id` (from `new_call_id()`) lets the
+    caller record the call before the INVITE leaves.  Trunk and network problems come back as
     outcome 'failed' with a `failure_reason`, never as an exception.
     """
     transport = _transport_name(sip)
     try:
         async with shared_line(sip, timers=timers, clock=clock) as line:
             return await line.call(
-                number, max_ring_seconds=max_ring_seconds, hold_seconds=hold_seconds, ring_cadence=ring_cadence
+                number,
+                max_ring_seconds=max_ring_seconds,
+                hold_seconds=hold_seconds,
+                ring_cadence=ring_cadence,
+                call_id=call_id,
             )
     except LineError as exc:
         return failed_before_invite(

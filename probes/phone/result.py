@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from probes.phone.sip.call import CallRecord
@@ -99,7 +99,7 @@ def result_from_record(
     """Turn the machine's monotonic record into a CallResult anchored at `wall_at_invite` (aware)."""
     if wall_at_invite.tzinfo is None:
         raise ValueError("wall_at_invite must be timezone-aware")
-    anchor = wall_at_invite.astimezone(timezone.utc)
+    anchor = wall_at_invite.astimezone(UTC)
 
     def at(mono: float) -> datetime:
         return anchor + timedelta(seconds=mono - record.invite_at)
@@ -138,7 +138,7 @@ def failed_before_invite(
     number: str, reason: str, *, wall: datetime, transport: str, ring_cadence: float = DEFAULT_RING_CADENCE
 ) -> CallResult:
     """The result of a call that never left: the line to the trunk could not be opened."""
-    anchor = wall.astimezone(timezone.utc)
+    anchor = wall.astimezone(UTC)
     return CallResult(
         number=number,
         outcome="failed",

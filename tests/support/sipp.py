@@ -172,9 +172,17 @@ class SippServer:
 
 @contextlib.asynccontextmanager
 async def run_sipp(
-    scenario: str, workdir: Path, *, transport: str = "udp", calls: int = 1, timeout_s: int = 90
+    scenario: str,
+    workdir: Path,
+    *,
+    transport: str = "udp",
+    calls: int = 1,
+    timeout_s: int = 90,
+    trace_messages: bool = True,
 ) -> AsyncIterator[SippServer]:
-    """Start sipp as a UAS for `calls` calls; stop it (if still running) on exit."""
+    """Start sipp as a UAS for `calls` calls; stop it (if still running) on exit.
+
+    `trace_messages` logs every message (for `messages()`); benchmarks turn it off."""
     sipp = need_binary("sipp", "sip-tester")
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "scenario.xml"

@@ -277,7 +277,7 @@ class OutgoingCall:
         )
 
     def _on_response(self, response: SipResponse, now: float) -> list[SipMessage]:
-        number, method = cseq_of(response)
+        _, method = cseq_of(response)
         branch = top_via_branch(response)
         if method == "INVITE" and branch == self._invite_branch:
             self._heard_from_peer = True
@@ -346,7 +346,7 @@ class OutgoingCall:
                     ("To", to),
                     ("Call-ID", self.call_id),
                     ("CSeq", f"{self._cseq} ACK"),
-                    *((("Route", r) for r in invite.get_all("Route"))),
+                    *(("Route", r) for r in invite.get_all("Route")),
                 )
             ),
         )
@@ -462,7 +462,7 @@ class OutgoingCall:
                     ("To", invite.get("To") or ""),
                     ("Call-ID", self.call_id),
                     ("CSeq", f"{self._cseq} CANCEL"),
-                    *((("Route", r) for r in invite.get_all("Route"))),
+                    *(("Route", r) for r in invite.get_all("Route")),
                     ("User-Agent", self.plan.user_agent),
                 )
             ),

@@ -116,7 +116,7 @@ def choose_challenge(values: Iterable[str]) -> Challenge:
 
 def _base_algorithm(algorithm: str) -> str:
     upper = algorithm.upper()
-    return upper[: -len("-SESS")] if upper.endswith("-SESS") else upper
+    return upper.removesuffix("-SESS")
 
 
 def digest_response(

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from probes.phone.sip.call import CallPlan, OutgoingCall
-from probes.phone.sip.message import Headers, SipMessage, SipRequest, SipResponse, response_to
+from probes.phone.sip.message import (
+    Headers,
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    response_to,
+)
 from probes.phone.sip.sdp import audio_offer
 from probes.phone.sip.timers import SipTimers
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from probes.phone.result import result_from_record
@@ -13,7 +15,14 @@ from probes.phone.sip.message import (
     to_bytes,
     top_via_branch,
 )
-from tests.probes.phone.peer import NUMBER, PASSWORD, bye_from_callee, methods, new_call, reply
+from tests.probes.phone.peer import (
+    NUMBER,
+    PASSWORD,
+    bye_from_callee,
+    methods,
+    new_call,
+    reply,
+)
 
 CHALLENGE = 'Digest realm="example.net", nonce="abc123", qop="auth", algorithm=SHA-256'
 
@@ -338,6 +347,6 @@ def test_the_transcript_masks_credentials_and_never_holds_the_password() -> None
 
 
 def _wall():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime(2026, 5, 12, 8, 0, tzinfo=timezone.utc)
+    return datetime(2026, 5, 12, 8, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from probes.phone.sip.call import CallRecord, TranscriptLine
 from probes.phone.sip.outcome import Ending
 from probes.phone.sip.timers import SipTimers
 
-WALL = datetime(2026, 5, 12, 8, 0, tzinfo=timezone.utc)
+WALL = datetime(2026, 5, 12, 8, 0, tzinfo=UTC)
 
 
 def record(ending: Ending, *, ringing: float | None, answered: float | None, ring_end: float | None, ended: float,
