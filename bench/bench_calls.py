@@ -69,7 +69,7 @@ class Phase:
 
 
 def sip_config(proxy: str) -> SipConfig:
-    return SipConfig(proxy=proxy, **{"from": "sip:+33199001000@example.net"})
+    return SipConfig.model_validate({"proxy": proxy, "from": "sip:+33199001000@example.net"})
 
 
 def number(i: int) -> str:

@@ -196,7 +196,8 @@ class SipLine:
             infos = await loop.getaddrinfo(self.trunk.host, self.trunk.port, type=kind)
         except OSError as exc:
             raise LineError(f"cannot resolve our SIP trunk {self.trunk.host}: {_describe(exc)}") from exc
-        return infos[0][4][:2]
+        host, port = infos[0][4][:2]
+        return str(host), int(port)
 
     def _where(self) -> str:
         return f"{self.trunk.host}:{self.trunk.port}/{self.trunk.transport}"

@@ -487,12 +487,20 @@ class OutgoingCall:
             "ring": self._max_ring_reached,
             "hold": self._send_bye,
             "E_cancel": lambda t: self._retransmit("E_cancel", self._cancel, t),
-            "F_cancel": lambda t: self._stop("E_cancel") or [],
+            "F_cancel": self._cancel_timed_out,
             "cancel_guard": self._cancel_unanswered,
             "E_bye": lambda t: self._retransmit("E_bye", self._bye, t),
-            "F_bye": lambda t: self._finish_answered(t, "we hung up after the hold time (no answer to our BYE)") or [],
+            "F_bye": self._bye_timed_out,
         }[name]
         return handler(now)
+
+    def _cancel_timed_out(self, now: float) -> list[SipMessage]:
+        self._stop("E_cancel")  # the INVITE's fate is left to the cancel guard
+        return []
+
+    def _bye_timed_out(self, now: float) -> list[SipMessage]:
+        self._finish_answered(now, "we hung up after the hold time (no answer to our BYE)")
+        return []
 
     def _retransmit_invite(self, now: float) -> list[SipMessage]:
         assert self._invite is not None

@@ -51,8 +51,8 @@ def _sipp_installed() -> None:
 
 
 def config(proxy: str, *, register: bool = False, password: str | None = PASSWORD) -> SipConfig:
-    return SipConfig(
-        proxy=proxy, username=USER, password=password, register=register, **{"from": f"sip:+{USER}@example.net"}
+    return SipConfig.model_validate(
+        {"proxy": proxy, "username": USER, "password": password, "register": register, "from": f"sip:+{USER}@example.net"}
     )
 
 
