@@ -108,7 +108,10 @@ class _ActiveCall:
 
 @dataclass
 class _AckCache:
-    """ACKs of finished calls, resent if the peer retransmits a final response (Timer D's job)."""
+    """ACKs of finished calls, resent if the peer retransmits a final response (Timer D's job).
+
+    Entries share one lifetime, so insertion order is expiry order and the
+    oldest are dropped from the front."""
 
     ttl: float
     entries: dict[tuple[str, int], tuple[bytes, float]] = field(default_factory=dict)
@@ -116,6 +119,7 @@ class _AckCache:
     def remember(self, call_id: str, acks: dict[int, SipRequest], now: float) -> None:
         self._expire(now)
         for cseq, ack in acks.items():
+            self.entries.pop((call_id, cseq), None)
             self.entries[(call_id, cseq)] = (to_bytes(ack), now + self.ttl)
 
     def lookup(self, call_id: str, cseq: int, now: float) -> bytes | None:
@@ -124,8 +128,10 @@ class _AckCache:
         return entry[0] if entry else None
 
     def _expire(self, now: float) -> None:
-        if self.entries and min(exp for _, exp in self.entries.values()) <= now:
-            self.entries = {k: v for k, v in self.entries.items() if v[1] > now}
+        for key, (_, expires) in list(self.entries.items()):
+            if expires > now:
+                return
+            del self.entries[key]
 
 
 class SipLine:
@@ -178,7 +184,11 @@ class SipLine:
         host, port = self._wire.local_address
         self._local = (self.sip.local_host or host, port)
         if self.sip.register_:
-            await self._register()
+            try:
+                await self._register()
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         if self._registration_timer is not None:

@@ -318,3 +318,16 @@ async def test_it_registers_with_credentials_and_refreshes_before_expiry(tmp_pat
                 await asyncio.sleep(0.05)
             assert line.registration.registrations == 2
         await assert_sipp_satisfied(server)
+
+
+async def test_a_refused_registration_fails_the_call_with_the_registrars_answer(tmp_path: Path) -> None:
+    refused = "\n".join(["SIP/2.0 403 Forbidden", "[last_Via:]", "[last_From:]", "[last_To:];tag=[pid]reg",
+                         "[last_Call-ID:]", "[last_CSeq:]", "Content-Length: 0"])
+    scenario = uas('<recv request="REGISTER"/>', f"<send><![CDATA[\n\n{refused}\n\n]]></send>")
+    async with run_sipp(scenario, tmp_path) as server:
+        result = await place_call(
+            config(server.proxy, register=True), NUMBER, max_ring_seconds=5, hold_seconds=0, timers=FAST
+        )
+        await assert_sipp_satisfied(server)
+    assert result.outcome == "failed"
+    assert "registration refused (403 Forbidden)" in (result.failure_reason or "")

@@ -30,3 +30,4 @@ def test_a_stamp_from_the_future_never_moves_an_arrival_past_now() -> None:
     kind = wire._TIMESTAMP
     assert kind is not None
     assert wire._arrival([(socket.SOL_SOCKET, kind, stamp)], wall=1_800_000_001.0, mono=500.0) == 500.0
+
