@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import random
+from itertools import accumulate
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -30,7 +32,7 @@ from zoneinfo import ZoneInfo
 from monitor.calendar import BusinessCalendar
 from monitor.clock import Clock
 from monitor.config.models import Config, Site, parse_slot
-from monitor.store.records import PLANNED, NewProbe
+from monitor.store.records import CANCELLED, PLANNED, NewProbe
 from monitor.store.store import Store
 
 log = logging.getLogger("qualimon.planner")
@@ -82,30 +84,36 @@ def clip(intervals: Sequence[Interval], start: datetime, end: datetime) -> list[
     return [(max(a, start), min(b, end)) for a, b in intervals if b > start and a < end]
 
 
-def at_offset(intervals: Sequence[Interval], offset: float) -> datetime:
-    """The instant `offset` seconds into the concatenation of `intervals`."""
-    for a, b in intervals:
-        span = (b - a).total_seconds()
-        if offset < span:
-            return a + timedelta(seconds=offset)
-        offset -= span
-    return intervals[-1][1] - timedelta(seconds=1)
+class Timeline:
+    """Eligible intervals laid end to end, so an offset into them maps to an instant by bisection."""
+
+    def __init__(self, intervals: Sequence[Interval]):
+        self.intervals = list(intervals)
+        self.ends = list(accumulate((b - a).total_seconds() for a, b in self.intervals))
+        self.total = self.ends[-1] if self.ends else 0.0
+
+    def at(self, offset: float) -> datetime:
+        i = min(bisect_right(self.ends, offset), len(self.intervals) - 1)
+        before = self.ends[i - 1] if i else 0.0
+        start, end = self.intervals[i]
+        return min(start + timedelta(seconds=offset - before), end - timedelta(seconds=1))
 
 
-def draw(intervals: Sequence[Interval], count: int, rng: random.Random,
+def draw(timeline: Timeline | Sequence[Interval], count: int, rng: random.Random,
          avoid: Sequence[datetime] = (), min_gap: timedelta = timedelta(0)) -> list[datetime]:
     """`count` instants, one uniformly inside each of `count` equal shares of the eligible time."""
-    total = length(intervals)
-    if count <= 0 or total <= 0:
+    if not isinstance(timeline, Timeline):
+        timeline = Timeline(timeline)
+    if count <= 0 or timeline.total <= 0:
         return []
-    share = total / count
+    share = timeline.total / count
     chosen: list[datetime] = []
     for i in range(count):
-        instant = at_offset(intervals, share * (i + rng.random()))
-        for _ in range(8):  # a few redraws to keep calls apart; give up rather than loop forever
+        instant = timeline.at(share * (i + rng.random()))
+        for _ in range(8 if min_gap else 0):  # a few redraws to keep calls apart, never an endless loop
             if all(abs(instant - other) >= min_gap for other in (*avoid, *chosen)):
                 break
-            instant = at_offset(intervals, share * (i + rng.random()))
+            instant = timeline.at(share * (i + rng.random()))
         chosen.append(instant.replace(microsecond=0))
     return sorted(chosen)
 
@@ -131,7 +139,9 @@ class Planner:
         self.email_window = parse_slot(config.planner.email_window)
         self.out_of_hours_window = parse_slot(config.planner.out_of_hours_window)
         self.min_gap = timedelta(minutes=config.planner.min_gap_minutes)
+        self.chunk = SITES_PER_TRANSACTION
         self._interval_cache: dict[tuple[str, str, date], list[Interval]] = {}
+        self._rest_cache: dict[tuple[int, datetime], tuple[Timeline, float]] = {}
 
     def months(self, now: datetime) -> list[date]:
         first = month_start(now.astimezone(ZoneInfo(self.config.timezone)).date())
@@ -143,6 +153,7 @@ class Planner:
     async def plan(self) -> int:
         """Bring every bucket of the current and coming months in line with the config; returns probes added."""
         now = self.clock.now()
+        self._rest_cache.clear()  # keyed by `now`: only useful within one pass
         added = 0
         for month in self.months(now):
             added += await self._plan_month(month, now)
@@ -154,8 +165,8 @@ class Planner:
         todo = [b for site in self.config.sites for b in buckets_of(site)
                 if done.get((b.site, b.channel, b.purpose)) != b.per_month]
         added = 0
-        for i in range(0, len(todo), SITES_PER_TRANSACTION):
-            added += await self._plan_buckets(todo[i:i + SITES_PER_TRANSACTION], month, label, now,
+        for i in range(0, len(todo), self.chunk):
+            added += await self._plan_buckets(todo[i:i + self.chunk], month, label, now,
                                               first_time={k for k in done})
         if todo:
             log.info("planned %s: %d buckets updated, %d probes added", label, len(todo), added)
@@ -163,37 +174,46 @@ class Planner:
 
     async def _plan_buckets(self, buckets: list[Bucket], month: date, label: str, now: datetime,
                             first_time: set[tuple[str, str, str]]) -> int:
-        added = 0
+        changes = [(b, *await self._changes(b, month, label, now, known=(b.site, b.channel, b.purpose)
+                                            in first_time)) for b in buckets]
+        # One transaction and a handful of statements per chunk of sites: per-bucket statements
+        # made planning 10,000 sites take minutes on SQLite.
         async with self.store.write() as tx:
-            for bucket in buckets:
-                new, cancel = await self._changes(bucket, month, label, now,
-                                                  known=(bucket.site, bucket.channel, bucket.purpose) in first_time)
-                await tx.insert_probes(new, now)
+            await tx.insert_probes([p for _, new, _ in changes for p in new], now)
+            for bucket, _, cancel in changes:
                 await tx.cancel_planned(cancel, now, f"per_month changed to {bucket.per_month}")
-                await tx.set_plan(bucket.site, bucket.channel, bucket.purpose, label, bucket.per_month, now)
-                added += len(new)
-        return added
+            await tx.set_plans(label, [(b.site, b.channel, b.purpose, b.per_month) for b in buckets], now)
+        return sum(len(new) for _, new, _ in changes)
 
     async def _changes(self, bucket: Bucket, month: date, label: str, now: datetime,
                        known: bool) -> tuple[list[NewProbe], list[str]]:
-        whole = self.intervals(bucket, month)
-        rest = clip(whole, now + LEAD, whole[-1][1] if whole else now)
-        wanted = prorated(bucket.per_month, length(whole), length(rest))
+        rest, month_time = self._rest(self.intervals(bucket, month), now)
+        wanted = prorated(bucket.per_month, month_time, rest.total)
         start, end = month_bounds(month, self._tz(bucket))
         existing = await self.store.planned_slots(bucket.site, bucket.channel, bucket.purpose, start, end) \
             if known else []
-        future = [p for p in existing if p.status == PLANNED and p.planned_at >= now + LEAD]
+        live = [p for p in existing if p.status != CANCELLED]
+        future = [p for p in live if p.status == PLANNED and p.planned_at >= now + LEAD]
         if wanted < len(future):
             surplus = self.rng.sample(future, len(future) - wanted)
             return [], [p.id for p in surplus]
-        others = [p.planned_at for p in existing]
-        instants = draw(rest, wanted - len(future), self.rng, avoid=others, min_gap=self._gap(bucket))
+        instants = draw(rest, wanted - len(future), self.rng, avoid=[p.planned_at for p in live],
+                        min_gap=self._gap(bucket))
+        # The key numbers every probe ever planned in the bucket (cancelled ones too): two planners
+        # racing on one database compute the same keys, and the unique index stops the second.
         serial = len(existing)
         new = [NewProbe(site=bucket.site, channel=bucket.channel, planned_at=instant, purpose=bucket.purpose,
-                        plan_key=f"{bucket.site}/{bucket.channel}/{bucket.purpose}/{label}/{serial + i}/"
-                                 f"{instant:%Y%m%dT%H%M%S}")
+                        plan_key=f"{bucket.site}/{bucket.channel}/{bucket.purpose}/{label}/{serial + i}")
                for i, instant in enumerate(instants)]
         return new, []
+
+    def _rest(self, whole: list[Interval], now: datetime) -> tuple[Timeline, float]:
+        """The eligible time left after `now` (and the month's total), shared by every site on one calendar."""
+        key = (id(whole), now)
+        if key not in self._rest_cache:
+            rest = clip(whole, now + LEAD, whole[-1][1] if whole else now)
+            self._rest_cache[key] = (Timeline(rest), length(whole))
+        return self._rest_cache[key]
 
     def _gap(self, bucket: Bucket) -> timedelta:
         return self.min_gap if bucket.channel == "phone" else timedelta(0)

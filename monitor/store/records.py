@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -19,10 +20,15 @@ IN_FLIGHT = (CLAIMED, SENDING)
 OPEN = (SENT,)
 
 
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD)
+
+
 def new_probe_id(now_ms: int | None = None) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
-    value = ((now_ms if now_ms is not None else int(time.time() * 1000)) << 80) | int.from_bytes(os.urandom(10))
-    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    millis = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    raw = (millis << 80 | int.from_bytes(os.urandom(10))).to_bytes(16)
+    # 128 bits as 26 base-32 digits: pad to 130 bits with two leading zero bits.
+    return base64.b32encode(b"\0" * 4 + raw)[6:32].decode().translate(_TO_CROCKFORD)
 
 
 @dataclass(frozen=True)

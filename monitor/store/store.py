@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import chain
@@ -211,13 +211,16 @@ class StoreTx:
 
     # ---- plans and cursors
 
-    async def set_plan(self, site: str, channel: str, purpose: str, month: str, per_month: int, at: datetime) -> None:
-        key = (Plan.site == site, Plan.channel == channel, Plan.purpose == purpose, Plan.month == month)
-        await self.conn.execute(delete(Plan).where(*key))
-        await self.conn.execute(Plan.__table__.insert(), [{
-            "site": site, "channel": channel, "purpose": purpose, "month": month,
-            "per_month": per_month, "updated_at": at,
-        }])
+    async def set_plans(self, month: str, plans: Sequence[tuple[str, str, str, int]], at: datetime) -> None:
+        """Remember the `per_month` each (site, channel, purpose) bucket of `month` is planned with."""
+        if not plans:
+            return
+        keys = [(site, channel, purpose) for site, channel, purpose, _ in plans]
+        await self.conn.execute(delete(Plan).where(
+            Plan.month == month, tuple_(Plan.site, Plan.channel, Plan.purpose).in_(keys)))
+        await self.conn.execute(Plan.__table__.insert(), [
+            {"site": site, "channel": channel, "purpose": purpose, "month": month, "per_month": per_month,
+             "updated_at": at} for site, channel, purpose, per_month in plans])
 
     async def set_cursor(self, cursor: Cursor, at: datetime) -> None:
         await self.conn.execute(delete(WatcherCursor).where(WatcherCursor.name == cursor.name))
@@ -298,10 +301,10 @@ class Store:
 
     async def planned_slots(self, site: str, channel: str, purpose: str, start: datetime,
                             end: datetime) -> list[ProbeRecord]:
-        """Probes of one plan bucket (any status but cancelled) with planned_at in [start, end)."""
+        """Every planned probe of one bucket (cancelled ones too) with planned_at in [start, end)."""
         return await self.probes_where(
             Probe.site == site, Probe.channel == channel, Probe.purpose == purpose, Probe.origin == "plan",
-            Probe.planned_at >= start, Probe.planned_at < end, Probe.status != CANCELLED,
+            Probe.planned_at >= start, Probe.planned_at < end,
         )
 
     async def plans(self, month: str) -> dict[tuple[str, str, str], int]:

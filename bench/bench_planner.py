@@ -1,0 +1,151 @@
+"""Planner benchmark: 10,000 sites × 12 probes/month (4 emails + 8 calls), two months planned.
+
+Measures the wall time and peak memory of one full planning pass on a fresh
+SQLite database (and PostgreSQL when reachable), beside a naive baseline in
+the same run: one transaction per bucket and no sharing of the eligible-time
+computation between sites on the same calendar.
+
+    .venv/bin/python bench/bench_planner.py [--sites 10000] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import secrets
+import sys
+import tempfile
+import time
+import multiprocessing
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.calendar import calendars_from  # noqa: E402
+from monitor.clock import FakeClock  # noqa: E402
+from monitor.config import parse_config  # noqa: E402
+from monitor.planner import Planner  # noqa: E402
+from monitor.store import migrate  # noqa: E402
+from monitor.store.store import Store  # noqa: E402
+
+HEADER = """
+database: {url}
+calendars:
+  offices: {{holidays: {{country: FR}}}}
+  museum:
+    opening_hours: {{tue-sun: ["10:00-12:30", "13:30-18:00"]}}
+    holidays: {{country: FR}}
+commitments:
+  email.reply: {{channel: email, within: {{working_days: 5}}}}
+  phone.answer: {{channel: phone, within: {{rings: 5}}, during: open}}
+mailboxes:
+  mystery: {{address: "Jeanne Martin <jeanne.martin@probes.example.net>", maildir: /tmp/unused}}
+phone_lines:
+  mystery: {{sip: {{proxy: "sip:trunk.example.net", from: "sip:+33199001000@trunk.example.net"}}}}
+sites:
+"""
+SITE = ('  - {{id: site-{i}, name: "Site {i}", calendar: museum, office_calendar: offices, '
+        'email: {{address: "accueil{i}@example.org", per_month: 4}}, '
+        'phone: {{number: "+3319900{n:04d}", per_month: 8}}}}\n')
+
+
+def config_text(url: str, sites: int) -> str:
+    return HEADER.format(url=url) + "".join(SITE.format(i=i, n=i % 10000) for i in range(sites))
+
+
+class NaivePlanner(Planner):
+    """No interval cache: every site recomputes its calendar windows."""
+
+    def intervals(self, bucket, month):  # type: ignore[no-untyped-def]
+        self._interval_cache.clear()
+        return super().intervals(bucket, month)
+
+
+async def plan_once(url: str, sites: int, naive: bool) -> tuple[float, float, int]:
+    await asyncio.to_thread(migrate.upgrade, url)
+    config = parse_config(config_text(url, sites), environ={})
+    store = Store.open(url)
+    clock = FakeClock(datetime(2026, 6, 1, tzinfo=ZoneInfo("Europe/Paris")))
+    cls = NaivePlanner if naive else Planner
+    planner = cls(store, config, calendars_from(config), clock, rng=random.Random(1))
+    planner.chunk = 1 if naive else planner.chunk
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    added = await planner.plan()
+    elapsed = time.perf_counter() - started
+    growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    await store.close()
+    return elapsed, growth, added
+
+
+def _child(url: str, sites: int, naive: bool, out: "multiprocessing.Queue[tuple[float, float, int]]") -> None:
+    out.put(asyncio.run(plan_once(url, sites, naive)))
+
+
+async def one_run(url: str, sites: int, naive: bool) -> tuple[float, float, int]:
+    """Each run in its own process, so its peak memory is its own."""
+    queue: multiprocessing.Queue[tuple[float, float, int]] = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_child, args=(url, sites, naive, queue))
+    child.start()
+    result = await asyncio.to_thread(queue.get)
+    child.join()
+    return result
+
+
+async def postgres_url() -> tuple[str, str] | None:
+    try:
+        import asyncpg
+
+        name = f"qualimon_bench_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    except Exception:
+        return None
+
+
+async def drop_postgres(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sites", type=int, default=10_000)
+    parser.add_argument("--postgres", action="store_true", help="also run on the local PostgreSQL")
+    args = parser.parse_args()
+    print(f"planner: {args.sites} sites x 12 probes/month, June and July 2026")
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for naive in (False, True):
+            url = f"sqlite+aiosqlite:///{tmp}/{'naive' if naive else 'fast'}.db"
+            results[naive] = await one_run(url, args.sites, naive)
+            label = "naive baseline" if naive else "qualimon"
+            elapsed, peak, added = results[naive]
+            print(f"  sqlite  {label:15s} {elapsed:7.2f} s  peak RSS growth {peak:6.1f} MiB  {added} probes")
+        print(f"  sqlite  speed-up {results[True][0] / results[False][0]:.1f}x")
+        if args.postgres:
+            for naive in (False, True):
+                created = await postgres_url()
+                if created is None:
+                    print("  postgresql not reachable: skipped")
+                    break
+                name, url = created
+                try:
+                    elapsed, peak, added = await one_run(url, args.sites, naive)
+                finally:
+                    await drop_postgres(name)
+                label = "naive baseline" if naive else "qualimon"
+                print(f"  postgres {label:15s} {elapsed:7.2f} s  peak RSS growth {peak:6.1f} MiB  {added} probes")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
