@@ -142,6 +142,7 @@ class OutgoingCall:
         self._old_acks: dict[str, SipRequest] = {}  # branch of a challenged INVITE -> its ACK
         self._cancel: SipRequest | None = None
         self._cancel_pending = False
+        self._crossed = False  # a 200 OK came after our CANCEL had left
         self._bye: SipRequest | None = None
         self._bye_branch = ""
         self._bye_challenged = False
@@ -370,7 +371,7 @@ class OutgoingCall:
     def _on_success(self, response: SipResponse, now: float) -> list[SipMessage]:
         if self._ack_2xx is not None:
             return [self._sent(self._ack_2xx, now)]  # the callee did not see our ACK yet
-        crossed = self.state is CallState.CANCELLING
+        crossed = self._crossed = self.state is CallState.CANCELLING
         self._marks["answered"] = now
         self._marks.setdefault("ring_end", now)
         self._status = (response.status, response.reason)
@@ -441,8 +442,8 @@ class OutgoingCall:
         return [reply]
 
     def _finish_answered(self, now: float, detail: str) -> None:
-        crossed = self._ending is not None and "crossed" in self._ending.detail
-        self._finish(now, Ending("answered", detail + ("; our CANCEL had crossed the 200 OK" if crossed else "")))
+        suffix = "; our CANCEL had crossed the 200 OK" if self._crossed else ""
+        self._finish(now, Ending("answered", detail + suffix))
 
     # ------------------------------------------------------------- CANCEL
 
