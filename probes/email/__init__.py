@@ -1,0 +1,1 @@
+"""Email probes: mystery emails sent to sites, and the answers found in the mystery mailbox."""
