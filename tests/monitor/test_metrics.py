@@ -1,0 +1,399 @@
+"""The /metrics contract (DESIGN §6): names, types, labels, start-up series, buckets, token."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+import monitor
+from monitor.config import Config, parse_config
+from monitor.metrics import (
+    CALL_OUTCOMES,
+    SEND_FAILURE_REASONS,
+    DerivedSnapshot,
+    Metrics,
+    UnknownLabel,
+    make_metrics_app_handler,
+    send_failure_reason,
+)
+from tests.support.integration import need_binary
+
+# DESIGN §6, written out independently of monitor/metrics.py on purpose.
+CONTRACT: dict[str, tuple[str, set[str]]] = {
+    "qualimon_build_info": ("gauge", {"version"}),
+    "qualimon_probes_sent": ("counter", {"site", "channel"}),
+    "qualimon_probe_send_failures": ("counter", {"site", "channel", "reason"}),
+    "qualimon_responses": ("counter", {"site", "channel", "kind"}),
+    "qualimon_verdicts": ("counter", {"site", "commitment", "verdict"}),
+    "qualimon_response_delay_seconds": ("histogram", {"site", "commitment"}),
+    "qualimon_response_delay_business_seconds": ("histogram", {"site", "commitment"}),
+    "qualimon_probes_open": ("gauge", {"site", "channel"}),
+    "qualimon_probes_overdue": ("gauge", {"site", "commitment"}),
+    "qualimon_oldest_open_probe_age_seconds": ("gauge", {"site", "channel"}),
+    "qualimon_commitment_compliance_ratio": ("gauge", {"site", "commitment", "window"}),
+    "qualimon_commitment_samples": ("gauge", {"site", "commitment", "window", "verdict"}),
+    "qualimon_commitment_target_ratio": ("gauge", {"commitment"}),
+    "qualimon_commitment_threshold_seconds": ("gauge", {"commitment"}),
+    "qualimon_call_ring_seconds": ("histogram", {"site", "source"}),
+    "qualimon_calls": ("counter", {"site", "source", "outcome"}),
+    "qualimon_mailbox_up": ("gauge", {"mailbox"}),
+    "qualimon_mailbox_last_success_timestamp_seconds": ("gauge", {"mailbox"}),
+    "qualimon_calllog_last_ingest_timestamp_seconds": ("gauge", {"source"}),
+    "qualimon_calllog_rows_rejected": ("counter", {"source", "reason"}),
+    "qualimon_last_probe_sent_timestamp_seconds": ("gauge", {"site", "channel"}),
+}
+
+HEAD = """
+calendars:
+  offices: {working_days: [mon, tue, wed, thu, fri]}
+  museum:
+    opening_hours: {tue-sun: ["10:00-18:00"]}
+commitments:
+  email.ack:   {channel: email, within: {working_days: 1}, counts: [auto_reply, human_reply], target: 0.90}
+  email.reply: {channel: email, within: {working_days: 5}, counts: [human_reply], target: 0.90}
+  phone.answer: {channel: phone, within: {rings: 5}, during: open, target: 0.85}
+  phone.out_of_hours: {channel: phone, within: {rings: 5}, during: closed, target: 0.90}
+mailboxes:
+  mystery:
+    address: "Jeanne Martin <jeanne.martin@probes.example.net>"
+    imap: {host: imap.example.net, username: jeanne, password: "${IMAP_PASSWORD}"}
+phone_lines:
+  mystery:
+    sip: {proxy: "sip:trunk.example.net:5060", from: "sip:+33199001000@trunk.example.net"}
+sites:
+"""
+
+
+def site_yaml(i: int) -> str:
+    # 12 sites with both channels, one email-only, one phone-only with a paused quota.
+    lines = [f"  - id: site-{i:02d}", f"    name: Site {i}", "    calendar: museum", "    office_calendar: offices"]
+    if i != 13:
+        lines.append(f"    email: {{address: contact{i}@example.org, per_month: 4}}")
+    if i != 12:
+        per_month = 0 if i == 13 else 8
+        lines.append(f'    phone: {{number: "+331990012{i:02d}", per_month: {per_month}}}')
+    return "\n".join(lines) + "\n"
+
+
+SITES = [f"site-{i:02d}" for i in range(14)]
+EMAIL_SITES = [s for s in SITES if s != "site-13"]
+PHONE_SITES = [s for s in SITES if s != "site-12"]
+SOURCES = ("asterisk-main", "operator-csv")
+T0 = datetime(2026, 5, 11, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def config() -> Config:
+    text = HEAD + "".join(site_yaml(i) for i in range(14))
+    return parse_config(text, environ={"IMAP_PASSWORD": "not-a-real-password"})
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry, config: Config) -> Metrics:
+    return Metrics(registry, config, source_ids=SOURCES, strict=True)
+
+
+def families(registry: CollectorRegistry) -> dict:
+    text = generate_latest(registry).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def samples(registry: CollectorRegistry, name: str) -> list:
+    return [s for f in families(registry).values() for s in f.samples if s.name == name]
+
+
+def label_sets(registry: CollectorRegistry, name: str, drop: tuple[str, ...] = ()) -> set[tuple]:
+    return {tuple(sorted((k, v) for k, v in s.labels.items() if k not in drop)) for s in samples(registry, name)}
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+# ---------------------------------------------------------------------------
+# the contract
+
+
+def test_it_exposes_every_metric_of_the_design_with_its_type_and_labels(metrics, registry):
+    found = families(registry)
+    assert set(found) == set(CONTRACT)
+    for name, (kind, labels) in CONTRACT.items():
+        family = found[name]
+        assert family.type == kind, name
+        assert family.samples, f"{name} has no series at start-up"
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, (name, sample)
+
+
+def test_promtool_finds_nothing_to_lint_in_the_exposition(metrics, registry):
+    promtool = need_binary("promtool", "prometheus")
+    drive_every_writer(metrics)
+    result = subprocess.run([promtool, "check", "metrics"], input=generate_latest(registry).decode(),
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_it_exposes_no_created_series(metrics, registry):
+    text = generate_latest(registry).decode()
+    assert "_created" not in text
+
+
+def test_it_creates_every_label_combination_at_zero_at_start_up(metrics, registry):
+    both = len(EMAIL_SITES) + len(PHONE_SITES)
+    commitments = len(EMAIL_SITES) * 2 + len(PHONE_SITES) * 2
+    expected = {
+        "qualimon_probes_sent_total": both,
+        "qualimon_probe_send_failures_total": both * len(SEND_FAILURE_REASONS),
+        "qualimon_responses_total": len(EMAIL_SITES) * 3,
+        "qualimon_verdicts_total": commitments * 3,
+        "qualimon_response_delay_seconds_count": commitments,
+        "qualimon_response_delay_business_seconds_count": len(EMAIL_SITES) * 2,
+        "qualimon_probes_open": both,
+        "qualimon_probes_overdue": commitments,
+        "qualimon_oldest_open_probe_age_seconds": both,
+        "qualimon_commitment_compliance_ratio": commitments * 2,
+        "qualimon_commitment_samples": commitments * 2 * 4,
+        "qualimon_call_ring_seconds_count": len(PHONE_SITES) * 2,
+        "qualimon_calls_total": len(PHONE_SITES) * 2 * len(CALL_OUTCOMES),
+        "qualimon_mailbox_up": 1,
+        "qualimon_mailbox_last_success_timestamp_seconds": 1,
+        "qualimon_calllog_last_ingest_timestamp_seconds": len(SOURCES),
+        "qualimon_calllog_rows_rejected_total": len(SOURCES) * 4,
+        # site-13's only channel is paused (per_month: 0): no watchdog series
+        "qualimon_last_probe_sent_timestamp_seconds": both - 1,
+    }
+    for name, count in expected.items():
+        found = samples(registry, name)
+        assert len(found) == count, name
+        assert all(s.value == 0 for s in found), name
+
+
+def test_it_only_creates_channels_a_site_has(metrics, registry):
+    assert label_sets(registry, "qualimon_probes_sent_total") == {
+        *((("channel", "email"), ("site", s)) for s in EMAIL_SITES),
+        *((("channel", "phone"), ("site", s)) for s in PHONE_SITES),
+    }
+    overdue = {dict(ls)["commitment"] for ls in label_sets(registry, "qualimon_probes_overdue")
+               if dict(ls)["site"] == "site-12"}
+    assert overdue == {"email.ack", "email.reply"}
+
+
+def test_it_publishes_version_targets_and_wall_clock_thresholds_only(metrics, registry):
+    assert value(registry, "qualimon_build_info", version=monitor.__version__) == 1
+    assert value(registry, "qualimon_commitment_target_ratio", commitment="phone.answer") == 0.85
+    assert value(registry, "qualimon_commitment_target_ratio", commitment="email.reply") == 0.90
+    assert value(registry, "qualimon_commitment_threshold_seconds", commitment="phone.answer") == 25.0
+    thresholds = {dict(ls)["commitment"] for ls in label_sets(registry, "qualimon_commitment_threshold_seconds")}
+    assert thresholds == {"phone.answer", "phone.out_of_hours"}
+
+
+def test_histogram_buckets_include_every_commitment_threshold(metrics, registry):
+    delay_les = {s.labels["le"] for s in samples(registry, "qualimon_response_delay_seconds_bucket")}
+    ring_les = {s.labels["le"] for s in samples(registry, "qualimon_call_ring_seconds_bucket")}
+    assert {"25.0", "86400.0", "432000.0", "2.592e+06", "+Inf"} <= delay_les
+    assert "25.0" in ring_les
+
+
+def test_the_threshold_bucket_reads_the_on_time_share(metrics, registry):
+    metrics.verdict("site-01", "phone.answer", "met", delay_seconds=24.9)
+    metrics.verdict("site-01", "phone.answer", "missed", delay_seconds=25.1)
+    metrics.verdict("site-01", "phone.answer", "void", delay_seconds=3.0)  # our failure: not a delay
+    within = value(registry, "qualimon_response_delay_seconds_bucket",
+                   site="site-01", commitment="phone.answer", le="25.0")
+    total = value(registry, "qualimon_response_delay_seconds_count", site="site-01", commitment="phone.answer")
+    assert (within, total) == (1, 2)
+    assert value(registry, "qualimon_verdicts_total", site="site-01", commitment="phone.answer", verdict="void") == 1
+
+
+# ---------------------------------------------------------------------------
+# writers keep label values bounded
+
+
+def drive_every_writer(metrics: Metrics) -> None:
+    metrics.probe_sent("site-00", "email", T0)
+    metrics.send_failed("site-00", "phone", "sip trunk said 503 to probe 7f3a")
+    metrics.response("site-00", "email", "auto_reply")
+    metrics.verdict("site-00", "email.reply", "missed", delay_seconds=7 * 86400.0, business_delay_seconds=5 * 86400.0)
+    metrics.call("site-01", "calllog", "answered", ring_seconds=12.0)
+    metrics.mailbox_status("mystery", up=True, at=T0)
+    metrics.calllog_ingested("asterisk-main", T0)
+    metrics.calllog_rejected("operator-csv", "row 12 for contact@example.org", count=3)
+
+
+def test_label_values_are_only_config_names_and_enums(metrics, registry, config):
+    drive_every_writer(metrics)
+    allowed = {
+        "site": {s.id for s in config.sites},
+        "channel": {"email", "phone"},
+        "commitment": set(config.commitments),
+        "mailbox": set(config.mailboxes),
+        "source": {*SOURCES, "mystery", "calllog"},
+        "verdict": {"met", "missed", "pending", "void"},
+        "kind": {"human_reply", "auto_reply", "bounce"},
+        "outcome": set(CALL_OUTCOMES),
+        "window": {"30d", "90d"},
+        "reason": {*SEND_FAILURE_REASONS, "malformed", "unknown_site", "duplicate", "other"},
+        "version": {monitor.__version__},
+    }
+    for family in families(registry).values():
+        for sample in family.samples:
+            for key, label in sample.labels.items():
+                if key != "le":
+                    assert label in allowed[key], (sample.name, key, label)
+
+
+def test_an_unknown_reason_is_counted_as_other(metrics, registry):
+    drive_every_writer(metrics)
+    assert value(registry, "qualimon_probe_send_failures_total", site="site-00", channel="phone", reason="other") == 1
+    assert value(registry, "qualimon_calllog_rows_rejected_total", source="operator-csv", reason="other") == 3
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("auth", "auth"),
+    ("timeout: the probe took more than 120 s", "timeout"),
+    ("smtp: connection refused by smtp.example.net", "connect"),
+    ("SSL: CERTIFICATE_VERIFY_FAILED", "tls"),
+    ("535 5.7.8 authentication credentials invalid", "auth"),
+    ("recipient contact@example.org rejected (550)", "refused"),
+    ("monitor error: KeyError('x')", "internal"),
+    ("no probe kind for channel 'fax' in this build", "internal"),
+    ("the moon is in the wrong phase", "other"),
+])
+def test_free_text_send_failures_fold_into_the_fixed_reasons(text, reason):
+    assert send_failure_reason(text) == reason
+
+
+@pytest.mark.parametrize("write", [
+    lambda m: m.probe_sent("site-99", "email", T0),
+    lambda m: m.probe_sent("site-12", "phone", T0),  # site-12 has no phone
+    lambda m: m.response("site-00", "email", "read_receipt"),
+    lambda m: m.verdict("site-00", "email.ack", "pending"),
+    lambda m: m.verdict("site-12", "phone.answer", "met"),
+    lambda m: m.call("site-00", "mystery", "voicemail"),
+    lambda m: m.mailbox_status("jeanne.martin@probes.example.net", up=False),
+    lambda m: m.calllog_ingested("unknown-pbx", T0),
+])
+def test_it_refuses_a_label_value_outside_the_config(metrics, registry, write):
+    before = generate_latest(registry)
+    with pytest.raises(UnknownLabel):
+        write(metrics)
+    assert generate_latest(registry) == before
+
+
+def test_outside_strict_mode_an_unknown_label_is_dropped_with_one_warning(registry, config, caplog):
+    lenient = Metrics(registry, config, source_ids=SOURCES)
+    before = generate_latest(registry)
+    for _ in range(3):
+        lenient.verdict("site-removed-from-config", "email.ack", "met", delay_seconds=10.0)
+    lenient.calllog_ingested("unknown-pbx", T0)
+    assert generate_latest(registry) == before
+    warnings = [r.getMessage() for r in caplog.records if "site-removed-from-config" in r.getMessage()]
+    assert len(warnings) == 2  # once for the counter, once for the histogram; not once per call
+
+
+def test_it_refuses_naive_instants(metrics):
+    with pytest.raises(ValueError, match="naive"):
+        metrics.probe_sent("site-00", "email", datetime(2026, 5, 11, 8, 0))
+
+
+def test_a_paused_channel_counts_one_off_probes_without_arming_the_watchdog(metrics, registry):
+    metrics.probe_sent("site-13", "phone", T0)
+    assert value(registry, "qualimon_probes_sent_total", site="site-13", channel="phone") == 1
+    assert value(registry, "qualimon_last_probe_sent_timestamp_seconds", site="site-13", channel="phone") is None
+
+
+def test_mailbox_status_records_up_down_and_last_success(metrics, registry):
+    metrics.mailbox_status("mystery", up=True, at=T0)
+    metrics.mailbox_status("mystery", up=False, at=T0 + timedelta(minutes=5))
+    assert value(registry, "qualimon_mailbox_up", mailbox="mystery") == 0
+    assert value(registry, "qualimon_mailbox_last_success_timestamp_seconds", mailbox="mystery") == T0.timestamp()
+
+
+# ---------------------------------------------------------------------------
+# database-derived gauges
+
+
+def test_apply_snapshot_sets_gauges_zeroes_the_rest_and_ignores_unknown_sites(metrics, registry):
+    metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "email"): 9}))
+    metrics.apply_snapshot(DerivedSnapshot(
+        compliance_ratio={("site-00", "email.reply", "30d"): 0.8, ("gone-site", "email.reply", "30d"): 0.1},
+        samples={("site-00", "email.reply", "30d", "met"): 8, ("site-00", "email.reply", "30d", "missed"): 2},
+        probes_open={("site-00", "phone"): 2},
+        probes_overdue={("site-00", "email.ack"): 1},
+        oldest_open_probe_age_seconds={("site-00", "phone"): 30.0},
+    ))
+    assert value(registry, "qualimon_commitment_compliance_ratio",
+                 site="site-00", commitment="email.reply", window="30d") == 0.8
+    assert value(registry, "qualimon_commitment_samples",
+                 site="site-00", commitment="email.reply", window="30d", verdict="missed") == 2
+    assert value(registry, "qualimon_probes_open", site="site-00", channel="phone") == 2
+    assert value(registry, "qualimon_probes_open", site="site-00", channel="email") == 0
+    assert value(registry, "qualimon_probes_overdue", site="site-00", commitment="email.ack") == 1
+    assert value(registry, "qualimon_oldest_open_probe_age_seconds", site="site-00", channel="phone") == 30
+    assert "gone-site" not in generate_latest(registry).decode()
+
+
+def test_store_timestamps_never_move_a_live_timestamp_back(metrics, registry):
+    later = T0 + timedelta(hours=1)
+    metrics.probe_sent("site-00", "email", later)
+    metrics.apply_snapshot(DerivedSnapshot(
+        last_probe_sent={("site-00", "email"): T0, ("site-01", "phone"): T0},
+        calllog_last_ingest={"asterisk-main": T0, "unknown-pbx": T0},
+    ))
+    assert value(registry, "qualimon_last_probe_sent_timestamp_seconds",
+                 site="site-00", channel="email") == later.timestamp()
+    assert value(registry, "qualimon_last_probe_sent_timestamp_seconds",
+                 site="site-01", channel="phone") == T0.timestamp()
+    assert value(registry, "qualimon_calllog_last_ingest_timestamp_seconds",
+                 source="asterisk-main") == T0.timestamp()
+
+
+# ---------------------------------------------------------------------------
+# the HTTP handler
+
+
+async def client_for(aiohttp_client, registry: CollectorRegistry, token: SecretStr | None):
+    app = web.Application()
+    app.router.add_get("/metrics", make_metrics_app_handler(registry, token))
+    return await aiohttp_client(app)
+
+
+async def test_metrics_without_a_token_are_open(aiohttp_client, metrics, registry):
+    client = await client_for(aiohttp_client, registry, None)
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert "qualimon_probes_sent_total" in await response.text()
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-wrong-token", "bearer-secret-for-metrics",
+                                    "Basic YWRtaW46YWRtaW4=", "Bearer é"])
+async def test_metrics_with_a_token_refuse_anything_else(aiohttp_client, metrics, registry, header):
+    client = await client_for(aiohttp_client, registry, SecretStr("bearer-secret-for-metrics"))
+    headers = {"Authorization": header} if header else {}
+    response = await client.get("/metrics", headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "qualimon" not in (await response.text()).replace("qualimon metrics", "")
+
+
+async def test_metrics_with_a_token_serve_the_right_bearer(aiohttp_client, metrics, registry):
+    client = await client_for(aiohttp_client, registry, SecretStr("bearer-secret-for-metrics"))
+    response = await client.get("/metrics", headers={"Authorization": "Bearer bearer-secret-for-metrics"})
+    assert response.status == 200
+    assert "qualimon_build_info" in await response.text()
+
+
+def test_an_empty_token_is_refused(registry):
+    with pytest.raises(ValueError, match="empty"):
+        make_metrics_app_handler(registry, SecretStr(""))
