@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.service import serve
 
     config = load_config(args.config)
-    return _run_until_signal(lambda stop: serve(config, stop, metrics=_metrics(config)))
+    return _run_until_signal(lambda stop: serve(config, stop))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -166,16 +166,6 @@ async def _with_store(config: Config, work: Callable[[Any], Any]) -> Any:
         return await work(store)
     finally:
         await store.close()
-
-
-def _metrics(config: Config) -> Any:
-    try:
-        from prometheus_client import CollectorRegistry
-
-        from monitor.metrics import Metrics
-    except ImportError:
-        return None
-    return Metrics(CollectorRegistry(), config)
 
 
 def _run_until_signal(start: Callable[[asyncio.Event], Any], duration: float | None = None) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.metrics import make_metrics_app_handler
+
 SERVICE = web.AppKey("service", Any)
 
 
@@ -23,4 +25,5 @@ def make_app(service: Any) -> web.Application:
     app = web.Application()
     app[SERVICE] = service
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", make_metrics_app_handler(service.registry, service.config.http.metrics_token))
     return app

@@ -37,6 +37,16 @@ class ProbeVoid(Exception):
         self.evidence = evidence
 
 
+class ProbeRetry(Exception):
+    """Raised by a kind when our side failed *transiently* before anything left us (our relay said 421,
+    the connection was refused): the runner puts the probe back in the plan and tries again later,
+    with a growing delay, and voids it after `max_attempts`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Response:
     """An answer observed while the probe ran (a call answered) or later (a reply read by a watcher)."""
@@ -76,6 +86,10 @@ class ProbeContext(Protocol):
     async def mark_sending(self, *, token: str | None = None, message_id: str | None = None,
                            **details: Any) -> None:
         """Record what is about to leave us, before it does."""
+        ...
+
+    async def open_tokens(self) -> set[str]:
+        """Reference tokens of probes still being sent or watched (a new one must differ)."""
         ...
 
 

@@ -24,10 +24,11 @@ from typing import Any
 from monitor.calendar import BusinessCalendar, calendars_from
 from monitor.clock import Clock, iso_utc
 from monitor.config.models import Config
-from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeVoid, Response
+from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeRetry, ProbeVoid, Response
 from monitor.store.records import (
     CLAIMED,
     CLOSED,
+    PLANNED,
     SENDING,
     SENT,
     VOID,
@@ -79,6 +80,9 @@ class Context:
 
     async def mark_sending(self, *, token: str | None = None, message_id: str | None = None, **details: Any) -> None:
         await self.runner.mark_sending(self.probe, token=token, message_id=message_id, details=details)
+
+    async def open_tokens(self) -> set[str]:
+        return await self.runner.store.open_tokens()
 
 
 class Runner:
@@ -177,6 +181,9 @@ class Runner:
         except ProbeVoid as exc:
             await self.record_void(probe, exc.reason, evidence=exc.evidence)
             return None
+        except ProbeRetry as exc:
+            await self.retry_later(probe, exc.reason)
+            return None
         except asyncio.TimeoutError:
             await self.record_void(probe, f"timeout: the probe took more than {self.settings.timeout_seconds:g} s")
             return None
@@ -199,6 +206,20 @@ class Runner:
             await tx.set_probe(probe.id, now, status=SENDING, token=token, message_id=message_id, details=merged)
             tx.event(probe.id, "send_started", now, token=token, message_id=message_id, **details)
 
+    async def retry_later(self, probe: ProbeRecord, reason: str) -> None:
+        """Our side failed before anything left: back to the plan, after 1, 2, 4… minutes (capped at an hour)."""
+        if probe.attempts >= self.settings.max_attempts:
+            await self.record_void(probe, f"{reason} (gave up after {probe.attempts} attempts)")
+            return
+        now = self.clock.now()
+        retry_at = now + timedelta(seconds=min(3600.0, self.settings.retry_base_seconds * 2 ** (probe.attempts - 1)))
+        async with self.store.write() as tx:
+            await tx.set_probe(probe.id, now, status=PLANNED, planned_at=retry_at, claimed_at=None,
+                               claim_expires_at=None, claimed_by=None, token=None, message_id=None)
+            tx.event(probe.id, "send_failed", now, reason=reason, retry_at=retry_at, attempt=probe.attempts)
+        self.metrics.send_failed(probe.site, probe.channel, reason)
+        log.warning("probe %s: %s; retrying at %s", probe.id, reason, iso_utc(retry_at))
+
     async def record_void(self, probe: ProbeRecord, reason: str, evidence: tuple[EvidenceItem, ...] = ()) -> None:
         now = self.clock.now()
         async with self.store.write() as tx:
@@ -209,7 +230,7 @@ class Runner:
             current = await tx.lock_probe(probe.id)
             assert current is not None
             decided = await self._evaluate(tx, current, now)
-        self.metrics.send_failed(probe.site, probe.channel, _reason_label(reason))
+        self.metrics.send_failed(probe.site, probe.channel, reason)
         self._publish(decided)
 
     async def record_outcome(self, probe: ProbeRecord, outcome: ProbeOutcome, *, reconciled: bool = False) -> None:
@@ -387,8 +408,3 @@ class Runner:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}"[:180] if text else type(exc).__name__
-
-
-def _reason_label(reason: str) -> str:
-    """Bounded label value for send failures: the first word of the reason."""
-    return reason.split(":", 1)[0].split()[0].lower() if reason.strip() else "other"

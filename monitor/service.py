@@ -22,13 +22,16 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
 
 from monitor.calendar import calendars_from
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import Config
+from monitor.derived import compute_snapshot
 from monitor.health import Health
 from monitor.http import make_app
 from monitor.kinds import ProbeKind, default_kinds
+from monitor.metrics import DerivedSnapshot, Metrics
 from monitor.planner import Planner
 from monitor.runner import Runner
 from monitor.store import migrate
@@ -46,7 +49,9 @@ class Service:
         self.kinds = dict(default_kinds() if kinds is None else kinds)
         self.clock = clock or SystemClock()
         self.health = Health()
-        self.metrics = metrics
+        self.registry = CollectorRegistry()
+        self.metrics = metrics or Metrics(self.registry, config)
+        self.snapshot: DerivedSnapshot | None = None
         self.shared: dict[str, Any] = {}
         self.store: Store | None = None
         self.runner: Runner | None = None
@@ -54,6 +59,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.http_port: int | None = None
         self._stack = AsyncExitStack()
+        self._running_jobs: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> Service:
         try:
@@ -108,24 +114,39 @@ class Service:
                               misfire_grace_time=None)
         scheduler.start()
         self.scheduler = scheduler
-        self._stack.callback(scheduler.shutdown, wait=False)
+        self._stack.push_async_callback(self._stop_scheduler)
+
+    async def _stop_scheduler(self) -> None:
+        """No new runs, and the running ones stopped, before the runner and the database go away."""
+        assert self.scheduler is not None
+        self.scheduler.shutdown(wait=False)
+        for task in list(self._running_jobs):
+            task.cancel()
+        await asyncio.gather(*self._running_jobs, return_exceptions=True)
 
     def _guarded(self, name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
         """A failing job (the database is down) is logged once per failure, reported in health, and retried."""
 
         async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running_jobs.add(task)
             try:
                 await job()
+            except asyncio.CancelledError:
+                return  # shutting down: the job runs again after the restart
             except Exception as exc:
                 log.warning("job %s failed: %s: %s", name, type(exc).__name__, str(exc)[:200])
                 self.health.report(f"job:{name}", False, f"{type(exc).__name__}", self.clock.now())
             else:
                 self.health.report(f"job:{name}", True, "ok", self.clock.now())
+            finally:
+                self._running_jobs.discard(task)
 
         return run
 
     async def refresh(self) -> None:
-        """Database health (critical: nothing can be recorded without it)."""
+        """Database health (critical: nothing can be recorded without it), then the derived figures."""
         assert self.store is not None
         try:
             await asyncio.wait_for(self.store.ping(), timeout=5)
@@ -134,6 +155,9 @@ class Service:
                                critical=True)
             return
         self.health.report("database", True, "reachable", self.clock.now(), critical=True)
+        self.snapshot = await asyncio.wait_for(compute_snapshot(self.store, self.config, self.clock.now()),
+                                               timeout=REFRESH_SECONDS * 4)
+        self.metrics.apply_snapshot(self.snapshot)
 
 
 async def serve(config: Config, stop: asyncio.Event, **options: Any) -> None:

@@ -350,6 +350,13 @@ class Mailbox(Frozen):
     smtp: SmtpConfig | None = None
     imap: ImapConfig | None = None
     maildir: str | None = None
+    bcc_self: bool = Field(
+        default=True,
+        description="Send each probe a blind copy to this mailbox: after a crash mid-send, finding the copy "
+                    "proves the message left, so it is neither lost nor sent twice.")
+    plus_addressing: bool = Field(
+        default=False,
+        description="Set Reply-To to local+TOKEN@domain (only if the provider delivers subaddresses).")
 
     @field_validator("address")
     @classmethod
@@ -510,6 +517,10 @@ class RunnerConfig(Frozen):
     sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_concurrency: Annotated[int, Field(ge=1, le=1000)] = 20
     claim_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=5, description="Tries for a probe whose sending fails on our side before it is voided.")
+    retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="First retry delay after a transient failure of ours; doubles each time.")
     watch_days: Annotated[float, Field(gt=0, le=365)] = Field(
         default=30.0, description="How long after its deadline an email probe is still watched for a late answer."
     )

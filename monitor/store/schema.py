@@ -87,7 +87,9 @@ class Probe(Base):
     timer_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     watch_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    token: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Short tokens recur over years; they only need to be unique among probes still watched,
+    # which the email probe checks when it draws one.
+    token: Mapped[str | None] = mapped_column(String(32), index=True)
     message_id: Mapped[str | None] = mapped_column(String(255))
     void_reason: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[str] = mapped_column(Text, default="{}")

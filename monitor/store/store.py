@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, tuple_, update
@@ -29,6 +29,7 @@ from monitor.store.records import (
     CLAIMED,
     PLANNED,
     SENDING,
+    SENT,
     Cursor,
     EventRecord,
     EvidenceItem,
@@ -307,6 +308,12 @@ class Store:
             Probe.planned_at >= start, Probe.planned_at < end,
         )
 
+    async def open_tokens(self) -> set[str]:
+        async with self.read() as conn:
+            rows = await conn.execute(select(Probe.token).where(
+                Probe.status.in_((SENDING, SENT)), Probe.token.is_not(None)))
+            return {row.token for row in rows}
+
     async def plans(self, month: str) -> dict[tuple[str, str, str], int]:
         async with self.read() as conn:
             rows = (await conn.execute(select(Plan).where(Plan.month == month))).all()
@@ -394,7 +401,7 @@ class Store:
                 select(Probe.site, Probe.channel, func.count(), func.min(Probe.sent_at))
                 .where(Probe.status == "sent").group_by(Probe.site, Probe.channel)
             )
-            return {(s, ch): (n, oldest) for s, ch, n, oldest in rows}
+            return {(s, ch): (n, aware_utc(oldest) if oldest else None) for s, ch, n, oldest in rows}
 
     async def overdue_counts(self) -> dict[tuple[str, str], int]:
         """(site, commitment) → open probes already missed for want of an answer (still watched)."""
@@ -406,6 +413,13 @@ class Store:
                 .group_by(Verdict.site, Verdict.commitment)
             )
             return {(s, c): n for s, c, n in rows}
+
+
+def aware_utc(value: datetime | str) -> datetime:
+    """SQLite returns aggregates (min, max) as text, without the column's type: make them instants again."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def in_period(column: Any, start: datetime | None, end: datetime | None) -> Any:

@@ -207,3 +207,14 @@ async def test_upgrading_an_empty_database_creates_the_schema(tmp_path) -> None:
             assert (await conn.execute(select(Probe.id))).all() == []
     finally:
         await store.close()
+
+
+async def test_the_migrations_build_exactly_the_schema_of_the_models(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from monitor.store.schema import Base
+
+    async with store.engine.connect() as conn:
+        diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+    assert diff == [], "a model changed without a migration: run alembic revision --autogenerate"

@@ -88,14 +88,14 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_probes')),
-    sa.UniqueConstraint('plan_key', name=op.f('uq_probes_plan_key')),
-    sa.UniqueConstraint('token', name=op.f('uq_probes_token'))
+    sa.UniqueConstraint('plan_key', name=op.f('uq_probes_plan_key'))
     )
     with op.batch_alter_table('probes', schema=None) as batch_op:
         batch_op.create_index('ix_probes_message_id', ['message_id'], unique=False)
         batch_op.create_index('ix_probes_planned_at_id', ['planned_at', 'id'], unique=False)
         batch_op.create_index('ix_probes_site_channel_planned_at', ['site', 'channel', 'planned_at'], unique=False)
         batch_op.create_index('ix_probes_status_planned_at', ['status', 'planned_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_probes_token'), ['token'], unique=False)
 
     op.create_table('watcher_cursors',
     sa.Column('name', sa.String(length=128), nullable=False),
@@ -136,6 +136,7 @@ def downgrade() -> None:
     op.drop_table('verdicts')
     op.drop_table('watcher_cursors')
     with op.batch_alter_table('probes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_probes_token'))
         batch_op.drop_index('ix_probes_status_planned_at')
         batch_op.drop_index('ix_probes_site_channel_planned_at')
         batch_op.drop_index('ix_probes_planned_at_id')

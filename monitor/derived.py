@@ -1,0 +1,68 @@
+"""Figures derived from the database, computed in the background and kept in memory.
+
+The refresh task of the service calls `compute_snapshot` every few seconds;
+metrics (and the status page) read the last snapshot, so a scrape never waits
+on the database and keeps showing the last known values when it is down.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from monitor.compliance import compliance
+from monitor.config.models import Config
+from monitor.metrics import DerivedSnapshot
+from monitor.store.schema import Probe, Verdict
+from monitor.store.store import Store, aware_utc
+
+WINDOWS = {"30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+async def compute_snapshot(store: Store, config: Config, now: datetime) -> DerivedSnapshot:
+    ratio: dict[tuple[str, str, str], float] = {}
+    samples: dict[tuple[str, str, str, str], int] = {}
+    for window, span in WINDOWS.items():
+        counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for (site, cid, verdict), n in (await store.verdict_counts(now - span)).items():
+            counts[(site, cid)][verdict] = n
+            samples[(site, cid, window, verdict)] = n
+        for (site, cid), by_verdict in counts.items():
+            commitment = config.commitments.get(cid)
+            if commitment is None:
+                continue
+            result = compliance(site, cid, by_verdict, commitment.target_ratio, config.compliance.min_samples)
+            ratio[(site, cid, window)] = result.ratio or 0.0
+    open_counts = await store.open_counts(now)
+    return DerivedSnapshot(
+        compliance_ratio=ratio,
+        samples=samples,
+        probes_open={key: n for key, (n, _) in open_counts.items()},
+        probes_overdue=await overdue(store, now),
+        oldest_open_probe_age_seconds={key: max(0.0, (now - oldest).total_seconds())
+                                       for key, (_, oldest) in open_counts.items() if oldest is not None},
+        last_probe_sent=await last_sent(store),
+    )
+
+
+async def overdue(store: Store, now: datetime) -> dict[tuple[str, str], int]:
+    """Past the deadline with no qualifying answer: already missed but still watched, or not yet swept."""
+    counts = dict(await store.overdue_counts())
+    async with store.read() as conn:
+        rows = await conn.execute(
+            select(Verdict.site, Verdict.commitment, func.count())
+            .where(Verdict.verdict == "pending", Verdict.deadline <= now)
+            .group_by(Verdict.site, Verdict.commitment))
+        for site, cid, n in rows:
+            counts[(site, cid)] = counts.get((site, cid), 0) + n
+    return counts
+
+
+async def last_sent(store: Store) -> dict[tuple[str, str], datetime]:
+    async with store.read() as conn:
+        rows = await conn.execute(
+            select(Probe.site, Probe.channel, func.max(Probe.sent_at))
+            .where(Probe.sent_at.is_not(None)).group_by(Probe.site, Probe.channel))
+        return {(site, channel): aware_utc(at) for site, channel, at in rows if at is not None}
