@@ -231,6 +231,8 @@ class Runner:
             assert current is not None
             decided = await self._evaluate(tx, current, now)
         self.metrics.send_failed(probe.site, probe.channel, reason)
+        if probe.channel == "phone":
+            self.metrics.call(probe.site, "mystery", "failed")
         self._publish(decided)
 
     async def record_outcome(self, probe: ProbeRecord, outcome: ProbeOutcome, *, reconciled: bool = False) -> None:
@@ -252,6 +254,9 @@ class Runner:
             assert current is not None
             decided = await self._evaluate(tx, current, now, finished=outcome.finished)
         self.metrics.probe_sent(probe.site, probe.channel, outcome.sent_at)
+        if "call_outcome" in outcome.details:
+            self.metrics.call(probe.site, "mystery", outcome.details["call_outcome"],
+                              outcome.details.get("ring_seconds"))
         for response in outcome.responses:
             self._count_response(probe, response)
         self._publish(decided)

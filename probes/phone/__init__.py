@@ -1,1 +1,6 @@
 """Phone probe: mystery calls placed over a SIP trunk (DESIGN §2, `phone.answer`, `phone.out_of_hours`)."""
+
+from monitor.kinds import ProbeKind
+from probes.phone.probe import reconcile, run
+
+KIND = ProbeKind("phone", run, reconcile)
