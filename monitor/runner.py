@@ -318,6 +318,33 @@ class Runner:
             count += 1
         return count
 
+    async def regrade(self, probe_id: str, *, by: str, reason: str, action: str = "override",
+                      commitment: str | None = None, verdict: str | None = None,
+                      response_seq: int | None = None) -> list[VerdictRecord]:
+        """An auditor's decision, appended to the log with who, when and why; verdicts follow from it."""
+        if not reason.strip() or not by.strip():
+            raise ValueError("a regrade needs who made it and why")
+        if action == "override" and verdict not in ("met", "missed", "void"):
+            raise ValueError("an override sets the verdict to met, missed or void")
+        if action == "discount" and response_seq is None:
+            raise ValueError("discounting needs the seq of the response event")
+        if action not in ("override", "discount", "clear"):
+            raise ValueError(f"unknown regrade action {action!r}; use override, discount or clear")
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            probe = await tx.lock_probe(probe_id)
+            if probe is None:
+                raise KeyError(f"no probe {probe_id}")
+            if commitment is not None and commitment not in applicable_commitments(self.config, probe):
+                raise ValueError(f"commitment {commitment!r} does not apply to probe {probe_id}")
+            data = {"action": action, "commitment": commitment, "verdict": verdict, "by": by, "reason": reason}
+            if response_seq is not None:
+                data["response_seq"] = response_seq
+            tx.event(probe_id, "regrade", now, **data)
+            decided = await self._evaluate(tx, probe, now)
+        self._publish(decided)
+        return decided
+
     async def reevaluate(self, probe_id: str) -> list[VerdictRecord]:
         now = self.clock.now()
         async with self.store.write() as tx:
@@ -339,7 +366,7 @@ class Runner:
         newly_decided: list[VerdictRecord] = []
         verdicts: list[VerdictRecord] = []
         for cid, commitment in applicable_commitments(self.config, probe).items():
-            judgement = judge(commitment, calendar, facts, now)
+            judgement = judge(commitment, calendar, facts, now, cid)
             before = previous.get(cid)
             record = self._verdict_record(probe, cid, judgement, before, now)
             verdicts.append(record)
@@ -369,6 +396,11 @@ class Runner:
 
     async def _maybe_close(self, tx: StoreTx, probe: ProbeRecord, verdicts: list[VerdictRecord], now: datetime,
                            finished: bool) -> None:
+        if probe.status == CLOSED and any(v.verdict == PENDING for v in verdicts):
+            # A regrade discounted the answer that closed it: watch it again until decided.
+            await tx.set_probe(probe.id, now, status=SENT, closed_at=None)
+            tx.event(probe.id, "reopened", now, reason="a verdict is pending again after a regrade")
+            return
         if probe.status != SENT:
             return
         deadlines = [v.deadline for v in verdicts if v.deadline is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.clock import SystemClock
@@ -38,18 +38,27 @@ def site_commitments(config: Config) -> list[tuple[str, str]]:
     return pairs
 
 
-async def status_rows(store: Store, config: Config, days: int = 30) -> list[StatusRow]:
-    since = SystemClock().now() - timedelta(days=days)
+async def compliance_rows(store: Store, config: Config, start: datetime | None, end: datetime | None, *,
+                          site: str | None = None, commitment: str | None = None) -> list[Compliance]:
+    """Compliance of every (site, commitment) of the config over probes whose clock started in [start, end).
+
+    The one computation behind the API, `qualimon status`, the report and the status page."""
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for (site, cid, verdict), n in (await store.verdict_counts(since)).items():
-        counts[(site, cid)][verdict] = n
-    overdue = await store.overdue_counts()
+    for (s, cid, verdict), n in (await store.verdict_counts(start, end, site=site, commitment=commitment)).items():
+        counts[(s, cid)][verdict] = n
     rows = []
-    for site, cid in site_commitments(config):
-        commitment = config.commitments[cid]
-        c = compliance(site, cid, counts[(site, cid)], commitment.target_ratio, config.compliance.min_samples)
-        rows.append(StatusRow(c, c.pending, overdue.get((site, cid), 0)))
+    for s, cid in site_commitments(config):
+        if (site is None or s == site) and (commitment is None or cid == commitment):
+            target = config.commitments[cid].target_ratio
+            rows.append(compliance(s, cid, counts[(s, cid)], target, config.compliance.min_samples))
     return rows
+
+
+async def status_rows(store: Store, config: Config, days: int = 30, now: datetime | None = None) -> list[StatusRow]:
+    now = now or SystemClock().now()
+    overdue = await store.overdue_counts()
+    return [StatusRow(c, c.pending, overdue.get((c.site, c.commitment), 0))
+            for c in await compliance_rows(store, config, now - timedelta(days=days), None)]
 
 
 def render_table(rows: list[StatusRow], days: int) -> str:

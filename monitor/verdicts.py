@@ -13,6 +13,11 @@ deadline and the verdict:
   with no answer (`reason: no_answer`);
 - `pending` otherwise.
 
+An auditor's re-grading is an appended `regrade` event, never an edit:
+`override` sets a commitment's verdict (e.g. void: the museum was closed for
+works), `discount` makes one response no longer count (this reply is not an
+answer), `clear` removes an override.
+
 Because verdicts are a function of the events and the clock, they can be
 recomputed at any time (after an auditor's re-grading, after a fix) and the
 sweeper only has to re-run this when a deadline passes.
@@ -21,7 +26,7 @@ sweeper only has to re-run this when a deadline passes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor.calendar import BusinessCalendar, deadline
@@ -38,6 +43,12 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Override:
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Facts:
     """What the events of one probe establish, reduced to what verdicts need."""
 
@@ -45,6 +56,7 @@ class Facts:
     answers: tuple[Answer, ...] = ()
     failure: str | None = None
     void_reason: str | None = None
+    overrides: dict[str | None, Override] = field(default_factory=dict)  # commitment (None: all) → regrade
 
 
 @dataclass(frozen=True)
@@ -59,21 +71,51 @@ class Judgement:
 
 
 def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
+    events = list(events)
+    discounted = {e.data["response_seq"] for e in events if e.type == "regrade" and e.data.get("action") == "discount"}
     answers: list[Answer] = []
     failure = None
     void_reason = probe.void_reason
+    overrides: dict[str | None, Override] = {}
     for event in events:
-        if event.type == "response" and event.data.get("counts", True):
+        if event.type == "response" and event.data.get("counts", True) and event.seq not in discounted:
             answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"])))
         elif event.type == "failure" and failure is None:
             failure = event.data["reason"]
         elif event.type == "void" and void_reason is None:
             void_reason = event.data["reason"]
+        elif event.type == "regrade":
+            _apply_regrade(overrides, event.data)
     answers.sort(key=lambda a: a.at)
-    return Facts(probe.clock_start, tuple(answers), failure, void_reason)
+    return Facts(probe.clock_start, tuple(answers), failure, void_reason, overrides)
 
 
-def judge(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now: datetime) -> Judgement:
+def _apply_regrade(overrides: dict[str | None, Override], data: dict) -> None:
+    """Later regrades win; `clear` drops an override so the computed verdict shows again."""
+    target = data.get("commitment")
+    if data.get("action") == "override":
+        if target is None:
+            overrides.clear()
+        overrides[target] = Override(data["verdict"], f"regraded by {data['by']}: {data['reason']}")
+    elif data.get("action") == "clear":
+        if target is None:
+            overrides.clear()
+        else:
+            overrides.pop(target, None)
+
+
+def judge(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now: datetime,
+          commitment_id: str | None = None) -> Judgement:
+    override = facts.overrides.get(commitment_id) or facts.overrides.get(None)
+    computed = _computed(commitment, calendar, facts, now)
+    if override is None:
+        return computed
+    return Judgement(override.verdict, deadline=computed.deadline, answered_at=computed.answered_at,
+                     delay_seconds=computed.delay_seconds, business_delay_seconds=computed.business_delay_seconds,
+                     late=computed.late, reason=override.reason)
+
+
+def _computed(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now: datetime) -> Judgement:
     if facts.void_reason is not None:
         return Judgement(VOID, reason=facts.void_reason)
     if facts.start is None:

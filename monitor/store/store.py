@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import chain
@@ -384,12 +384,16 @@ class Store:
 
     # ---- aggregates for status and metrics
 
-    async def verdict_counts(self, since: datetime | None = None) -> dict[tuple[str, str, str], int]:
-        """(site, commitment, verdict) → count, for probes whose clock started at or after `since`."""
+    async def verdict_counts(self, since: datetime | None = None, until: datetime | None = None, *,
+                             site: str | None = None, commitment: str | None = None
+                             ) -> dict[tuple[str, str, str], int]:
+        """(site, commitment, verdict) → count, for probes whose clock started in [since, until)."""
         query = select(Verdict.site, Verdict.commitment, Verdict.verdict, func.count()).group_by(
-            Verdict.site, Verdict.commitment, Verdict.verdict)
-        if since is not None:
-            query = query.where(Verdict.started_at >= since)
+            Verdict.site, Verdict.commitment, Verdict.verdict).where(in_period(Verdict.started_at, since, until))
+        if site is not None:
+            query = query.where(Verdict.site == site)
+        if commitment is not None:
+            query = query.where(Verdict.commitment == commitment)
         async with self.read() as conn:
             rows = await conn.execute(query)
             return {(s, c, v): n for s, c, v, n in rows}
@@ -423,9 +427,10 @@ def aware_utc(value: datetime | str) -> datetime:
 
 
 def in_period(column: Any, start: datetime | None, end: datetime | None) -> Any:
-    conditions = []
+    """`start <= column < end`, either bound optional."""
+    conditions = [true()]
     if start is not None:
         conditions.append(column >= start)
     if end is not None:
         conditions.append(column < end)
-    return and_(*conditions) if conditions else or_(True)
+    return and_(*conditions)

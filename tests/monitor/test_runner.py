@@ -263,3 +263,33 @@ async def test_the_event_chain_stays_intact_through_a_probe_life(runner, store, 
     await runner.record_response(probe_id, Response("human_reply", clock.now()))
     report = await store.verify_chain()
     assert report.ok and report.events >= 6
+
+
+async def test_an_auditor_regrade_is_an_appended_event_and_verdicts_follow(runner, store, clock) -> None:
+    probe_id = await plan_one(store, clock)
+    await dispatch(runner)
+    clock.advance(10)
+    await runner.record_response(probe_id, Response("human_reply", clock.now()))
+    [reply] = [e for e in await store.events_for(probe_id) if e.type == "response"]
+
+    await runner.regrade(probe_id, by="auditor-2026", reason="this reply is not an answer", action="discount",
+                         response_seq=reply.seq)
+    assert (await store.verdicts_for(probe_id))["email.reply"].verdict == "pending"
+    assert (await store.probe(probe_id)).status == SENT  # watched again until decided
+
+    await runner.regrade(probe_id, by="auditor-2026", reason="museum closed for works", commitment="email.reply",
+                         verdict="void")
+    regraded = (await store.verdicts_for(probe_id))["email.reply"]
+    assert regraded.verdict == "void" and regraded.reason == "regraded by auditor-2026: museum closed for works"
+
+    await runner.regrade(probe_id, by="auditor-2026", reason="reopened", action="clear", commitment="email.reply")
+    assert (await store.verdicts_for(probe_id))["email.reply"].verdict == "pending"
+    assert [e.type for e in await store.events_for(probe_id)].count("regrade") == 3
+    assert (await store.verify_chain()).ok
+
+
+async def test_a_regrade_without_a_reason_is_refused(runner, store, clock) -> None:
+    probe_id = await plan_one(store, clock)
+    await dispatch(runner)
+    with pytest.raises(ValueError, match="who made it and why"):
+        await runner.regrade(probe_id, by="auditor", reason=" ", verdict="void")
