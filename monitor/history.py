@@ -89,8 +89,8 @@ async def _details(store: Store, ids: list[str]) -> tuple[dict[str, list[EventRe
     events: dict[str, list[EventRecord]] = defaultdict(list)
     verdicts: dict[str, dict[str, VerdictRecord]] = defaultdict(dict)
     async with store.read() as conn:
-        for row in (await conn.execute(select(Event).where(Event.probe_id.in_(ids)).order_by(Event.seq))).scalars():
+        for row in (await conn.execute(select(Event).where(Event.probe_id.in_(ids)).order_by(Event.seq))).all():
             events[row.probe_id].append(EventRecord(row.seq, row.probe_id, row.at, row.type, json.loads(row.data)))
-        for row in (await conn.execute(select(Verdict).where(Verdict.probe_id.in_(ids)))).scalars():
+        for row in (await conn.execute(select(Verdict).where(Verdict.probe_id.in_(ids)))).all():
             verdicts[row.probe_id][row.commitment] = verdict_record(row)
     return events, verdicts
