@@ -25,7 +25,7 @@ import csv
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any
 
 from probes.calllogs.asterisk_legs import AsteriskOptions, CdrFields, build_leg
@@ -33,6 +33,7 @@ from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
 from probes.calllogs.grouping import Leg, LegGrouper, merge_legs
 from probes.calllogs.numbers import redact
 from probes.calllogs.records import Batch, CallRecord, FileCursor, RejectedRow, RejectReason
+from probes.calllogs.timeutil import LocalZone
 
 BASE_COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
                 "start", "answer", "end", "duration", "billsec", "disposition", "amaflags")
@@ -100,7 +101,7 @@ def parse_fields(fields: list[str], line_no: int, layout: Layout | None, excerpt
 
 
 def parse_line(
-    line: RawLine, options: MasterCsvOptions, layout: Layout | None, zone: tzinfo, caller_key: bytes | None
+    line: RawLine, options: MasterCsvOptions, layout: Layout | None, zone: LocalZone, caller_key: bytes | None
 ) -> Leg | RejectedRow:
     """One raw Master.csv line → a leg, or the reason it is unusable.  Pure."""
     try:
@@ -177,13 +178,14 @@ class _Reader:
     def take(self, line: RawLine) -> None:
         self.rows += 1
         leg = parse_line(line, self.options, self.layout, self.zone, self.caller_key)
+        clock = None
         if isinstance(leg, RejectedRow):
             self.rejected.append(leg)
         else:
             # Master.csv is appended when a call's CDRs are dispatched, i.e. about when it ends.
             clock = leg.started_at.timestamp() + leg.duration
             self._close(self.grouper.add(leg, (line.start, line.line_no - 1), clock))
-        self.grouper.advance((line.end, line.lines_after))
+        self.grouper.advance((line.end, line.lines_after), clock)
 
     def finish(self, now: datetime | None) -> None:
         self._close(self.grouper.flush(None if now is None else now.timestamp()))

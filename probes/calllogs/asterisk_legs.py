@@ -18,16 +18,15 @@ the rules once:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes.calllogs.grouping import Leg
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
 from probes.calllogs.records import CallOutcome, RejectedRow, RejectReason
-from probes.calllogs.timeutil import resolve_call, zone_named
+from probes.calllogs.timeutil import LocalZone, resolve_start, zone_named
 
 DISPOSITIONS = {
     "ANSWERED": CallOutcome.answered,
@@ -57,13 +56,15 @@ class AsteriskOptions(BaseModel):
         zone_named(value)  # raises on an unknown zone
         return value
 
-    def zone(self) -> tzinfo:
-        return zone_named("UTC" if self.usegmtime else self.timezone)
+    def zone(self) -> LocalZone:
+        return LocalZone(zone_named("UTC" if self.usegmtime else self.timezone))
 
 
-@dataclass(frozen=True, slots=True)
-class CdrFields:
-    """One CDR row with typed values (naive local datetimes unless the backend gave aware ones)."""
+class CdrFields(NamedTuple):
+    """One CDR row with typed values (naive local datetimes unless the backend gave aware ones).
+
+    A NamedTuple rather than a frozen dataclass: one is built per row, and this is the hot path.
+    """
 
     line_no: int
     start: datetime
@@ -82,7 +83,7 @@ class CdrFields:
 
 
 def build_leg(
-    row: CdrFields, options: AsteriskOptions, zone: tzinfo, caller_key: bytes | None, excerpt: str
+    row: CdrFields, options: AsteriskOptions, zone: LocalZone, caller_key: bytes | None, excerpt: str
 ) -> Leg | RejectedRow:
     """Apply the Asterisk rules to one row; a broken row becomes a `RejectedRow`, never an exception."""
     if row.duration < 0 or row.billsec < 0 or row.billsec > row.duration:
@@ -93,7 +94,7 @@ def build_leg(
     kind, dialled = normalise_number(row.dst, options.country_code)
     if kind is NumberKind.invalid:
         return RejectedRow(row.line_no, RejectReason.number, redact(excerpt))
-    start, _, _ = resolve_call(row.start, row.answer, row.end, row.duration, row.billsec, zone)
+    start = resolve_start(row.start, row.answer, row.end, row.duration, row.billsec, zone)
     ring = row.duration - row.billsec if outcome is CallOutcome.answered else row.duration
     return Leg(
         key=call_key(row),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -115,20 +115,53 @@ async def reflect(conn: AsyncConnection, options: AsteriskSqlOptions) -> _Shape:
     return _Shape(table, start, tiebreak, default, aware, frozenset(wanted))
 
 
-def page_query(shape: _Shape, after: SqlKey | None, horizon: datetime | None, limit: int) -> sa.Select[Any]:
-    """The next page in keyset order, strictly after `after`, up to `horizon` (table-local time)."""
+def page_query(shape: _Shape, after: SqlKey | None, until: datetime | None, limit: int,
+               inclusive: bool = True) -> sa.Select[Any]:
+    """The next page in keyset order, strictly after `after`, before `until` (table-local time)."""
     start, uid, tie = shape.keyset()
     stmt = sa.select(*shape.table.c).order_by(start, uid, tie).limit(limit)
-    if horizon is not None:
-        stmt = stmt.where(start <= horizon)
+    if until is not None:
+        stmt = stmt.where(start <= until if inclusive else start < until)
     if after is not None:
         s, u, t = after
-        # `start >= s` first, so the (start, uniqueid) index bounds the scan on every backend.
-        if t is None:  # a looked-back start: every row from that instant on
+        # `start >= s` first, so an index on start bounds the scan on every backend.
+        if t is None:  # a position between instants: every row from `s` on
             stmt = stmt.where(start >= s)
         else:
             stmt = stmt.where(start >= s, sa.or_(start > s, uid > u, sa.and_(uid == u, tie > t)))
     return stmt
+
+
+def bounds_query(shape: _Shape, horizon: datetime | None, since: datetime | None = None) -> sa.Select[Any]:
+    """First and last `start` in [since, horizon]: where data is, so empty stretches cost one query."""
+    start = shape.col(shape.start)
+    stmt = sa.select(sa.func.min(start), sa.func.max(start))
+    if since is not None:
+        stmt = stmt.where(start >= since)
+    return stmt if horizon is None else stmt.where(start <= horizon)
+
+
+@dataclass
+class _Window:
+    """How much time the next query covers.
+
+    The keyset order needs a sort, and without a bound the database sorts
+    every row after the cursor for each page: a backfill would cost
+    O(rows² / page).  Querying a time window that holds about one page keeps
+    each sort small; the window shrinks when a page fills and grows when the
+    calls are sparse.
+    """
+
+    seconds: float = 3600.0
+
+    def adapt(self, got: int, page: int) -> None:
+        if got >= page:
+            self.seconds = max(1.0, self.seconds / 2)
+        elif got * 4 < page:
+            self.seconds = min(366 * 86400.0, self.seconds * 4)
+
+    def end(self, start: datetime) -> datetime:
+        return start + timedelta(seconds=self.seconds)
 
 
 def row_fields(row: sa.Row[Any], ordinal: int, shape: _Shape, options: AsteriskSqlOptions) -> CdrFields | RejectedRow:
@@ -178,24 +211,49 @@ async def aiter_sql_cdr(
     page_rows: int = 5000,
     now: datetime | None = None,
 ) -> AsyncIterator[Batch]:
-    """Yield one `Batch` per page read after `cursor`; persist each batch's cursor after storing its records."""
+    """Yield a `Batch` about every `page_rows` rows read after `cursor`; persist each batch's cursor after storing it."""
     options = options or AsteriskSqlOptions()
     cursor = cursor or SqlCursor()
     async with engine.connect() as conn:
         shape = await reflect(conn, options)
     scan = _Scan(source, options, shape, caller_key, cursor)
-    horizon = scan.horizon(now)
-    after = _looked_back(cursor.after, options.lookback_seconds)
-    while True:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(page_query(shape, after, horizon, page_rows))).all()
+    start = _looked_back(cursor.after, options.lookback_seconds)
+    async for rows in _pages(engine, shape, start, scan.horizon(now), page_rows):
         for row in rows:
-            after = scan.take(row)
-        if len(rows) < page_rows:
-            break
-        yield scan.batch()
+            scan.take(row)
+        if scan.rows >= page_rows:
+            yield scan.batch()
     scan.finish(now)
     yield scan.batch()
+
+
+async def _pages(engine: AsyncEngine, shape: _Shape, position: SqlKey | None, horizon: datetime | None,
+                 page_rows: int) -> AsyncIterator[list[sa.Row[Any]]]:
+    """Rows after `position` up to `horizon` in keyset order, one time window per query."""
+    async with engine.connect() as conn:
+        first, last = (await conn.execute(bounds_query(shape, horizon))).one()
+    window, low = _Window(), (position[0] if position else first)
+    while last is not None:
+        end = window.end(low)
+        final = horizon is not None and end > horizon
+        async with engine.connect() as conn:  # one short query per page: nothing held open on the PBX's database
+            query = page_query(shape, position, horizon if final else end, page_rows, inclusive=final)
+            rows = (await conn.execute(query)).all()
+        yield rows
+        window.adapt(len(rows), page_rows)
+        if len(rows) == page_rows:
+            position = _key(rows[-1], shape)
+            low = position[0]
+        elif final or end > last:
+            return
+        elif rows:  # the window is read to its end: continue from there
+            position, low = (end, "", None), end
+        else:  # an empty stretch (nights, a quiet month): jump to the next row
+            async with engine.connect() as conn:
+                low = (await conn.execute(bounds_query(shape, horizon, since=end))).one()[0]
+            if low is None:
+                return
+            position = (low, "", None)
 
 
 async def read_sql_cdr(engine: AsyncEngine, source: str, **kwargs: Any) -> tuple[
@@ -217,10 +275,12 @@ class _Scan:
     def __init__(self, source: str, options: AsteriskSqlOptions, shape: _Shape, caller_key: bytes | None,
                  cursor: SqlCursor) -> None:
         self.source, self.options, self.shape, self.caller_key = source, options, shape, caller_key
-        self.zone: tzinfo = options.zone()
+        self.zone = options.zone()
+        # Keys must outlive the lookback: the next read re-scans that far before its cursor.
         self.grouper: LegGrouper[SqlKey | None] = LegGrouper(
             options.group_grace_seconds, cursor.after, cursor.recent,
-            remember_seconds=options.lookback_seconds + 2 * options.group_grace_seconds)
+            remember_seconds=options.lookback_seconds + 2 * options.group_grace_seconds + 3600,  # + a DST hour
+            start_clock=self._clock(cursor.after[0]) if cursor.after else float("-inf"))
         self.previous = _looked_back(cursor.after, options.lookback_seconds)
         self.ordinal = 0
         self.records: list[CallRecord] = []
@@ -232,9 +292,9 @@ class _Scan:
         if now is None:
             return None
         limit = now - timedelta(seconds=self.options.settle_seconds)
-        return limit if self.shape.aware else limit.astimezone(self.zone).replace(tzinfo=None)
+        return limit if self.shape.aware else limit.astimezone(self.zone.zone).replace(tzinfo=None)
 
-    def take(self, row: sa.Row[Any]) -> SqlKey:
+    def take(self, row: sa.Row[Any]) -> SqlKey | None:
         self.ordinal += 1
         self.rows += 1
         key = _key(row, self.shape)
@@ -245,15 +305,20 @@ class _Scan:
             self.rejected.append(leg)
         else:
             self._close(self.grouper.add(leg, self.previous, leg.started_at.timestamp()))
-        self.grouper.advance(key)
-        self.previous = key
-        return key
+        if isinstance(key[0], datetime):  # a row without a start cannot be a keyset position
+            self.grouper.advance(key, self._clock(key[0]))
+            self.previous = key
+        return self.previous
+
+    def _clock(self, start: Any) -> float:
+        """Scan clock of a keyset position: its start as epoch seconds (the earlier reading if ambiguous)."""
+        return self.zone.readings(start)[0].timestamp() if isinstance(start, datetime) else float("-inf")
 
     def finish(self, now: datetime | None) -> None:
         if now is None:
             self._close(self.grouper.flush())
             return
-        horizon = to_utc(now, self.zone) - timedelta(seconds=self.options.settle_seconds)
+        horizon = to_utc(now, self.zone.zone) - timedelta(seconds=self.options.settle_seconds)
         self._close(self.grouper.flush(horizon.timestamp()))
 
     def batch(self) -> Batch:

@@ -21,7 +21,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
 from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason
-from probes.calllogs.timeutil import parse_seconds, resolve_call, zone_named
+from probes.calllogs.timeutil import LocalZone, parse_seconds, resolve_call, zone_named
 
 Columns = Annotated[str | tuple[str, ...], Field(description="A header name, or several joined with a space (date + time).")]
 
@@ -144,7 +144,7 @@ class _Bad(Exception):
 
 def parse_row(
     fields: list[str], line_no: int, plan: _Plan, mapping: GenericCsvMapping, *,
-    source: str, zone: tzinfo, statuses: dict[str, CallOutcome], caller_key: bytes | None,
+    source: str, zone: LocalZone, statuses: dict[str, CallOutcome], caller_key: bytes | None,
 ) -> CallRecord | RejectedRow | None:
     """One split data row → a record, a rejection, or None for a call to an internal extension.  Pure."""
     try:
@@ -153,7 +153,7 @@ def parse_row(
         return RejectedRow(line_no, bad.reason, redact(mapping.delimiter.join(fields)))
 
 
-def _record(fields: list[str], plan: _Plan, mapping: GenericCsvMapping, source: str, zone: tzinfo,
+def _record(fields: list[str], plan: _Plan, mapping: GenericCsvMapping, source: str, zone: LocalZone,
             statuses: dict[str, CallOutcome], caller_key: bytes | None) -> CallRecord | None:
     if len(fields) != plan.width:
         raise _Bad(RejectReason.columns)
@@ -288,7 +288,7 @@ def iter_generic_csv(
 
 def _batches(lines: Iterator[RawLine], plan: _Plan, mapping: GenericCsvMapping, source: str, cursor: FileCursor,
              caller_key: bytes | None, batch_rows: int, restarted: bool) -> Iterator[Batch]:
-    zone, statuses = zone_named(mapping.timezone), mapping.statuses()
+    zone, statuses = LocalZone(zone_named(mapping.timezone)), mapping.statuses()
     records: list[CallRecord] = []
     rejected: list[RejectedRow] = []
     rows = skipped = 0
@@ -311,7 +311,7 @@ def _batches(lines: Iterator[RawLine], plan: _Plan, mapping: GenericCsvMapping, 
 _BLANK: Any = object()
 
 
-def _parse_line(line: RawLine, plan: _Plan, mapping: GenericCsvMapping, source: str, zone: tzinfo,
+def _parse_line(line: RawLine, plan: _Plan, mapping: GenericCsvMapping, source: str, zone: LocalZone,
                 statuses: dict[str, CallOutcome], caller_key: bytes | None) -> CallRecord | RejectedRow | None | Any:
     try:
         text = line.data.decode(mapping.encoding)

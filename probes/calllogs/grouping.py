@@ -21,7 +21,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from probes.calllogs.records import CallOutcome, CallRecord, RecentKeys
 
@@ -33,9 +33,8 @@ _PRIORITY = {CallOutcome.answered: 0, CallOutcome.no_answer: 1, CallOutcome.busy
              CallOutcome.rejected: 3, CallOutcome.failed: 4}
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One parsed CDR row.  `dialled` is E.164 or "" for an internal extension."""
+class Leg(NamedTuple):
+    """One parsed CDR row.  `dialled` is E.164 or "" for an internal extension (a NamedTuple: one per row)."""
 
     key: str
     line_no: int
@@ -50,6 +49,8 @@ class Leg:
 
 def merge_legs(source: str, key: str, legs: list[Leg]) -> CallRecord | None:
     """The call as the caller lived it, or None when no leg dialled a public number (an internal call)."""
+    if len(legs) == 1:
+        return _single(source, key, legs[0])
     legs = sorted(legs, key=lambda leg: (leg.started_at, leg.order, leg.line_no))
     first = legs[0]
     dialled = next((leg.dialled for leg in legs if leg.dialled), "")
@@ -69,6 +70,18 @@ def merge_legs(source: str, key: str, legs: list[Leg]) -> CallRecord | None:
                       answered_at=answered_at, ended_at=ended_at, ring_seconds=ring, outcome=outcome, legs=len(legs))
 
 
+def _single(source: str, key: str, leg: Leg) -> CallRecord | None:
+    """Most calls have one leg: the same result as the general case, without its bookkeeping."""
+    if not leg.dialled:
+        return None
+    start = leg.started_at
+    answered = leg.outcome is CallOutcome.answered
+    return CallRecord(source, key, leg.dialled, leg.caller_hash, start,
+                      start + timedelta(seconds=leg.ring_seconds) if answered else None,
+                      start + timedelta(seconds=leg.duration), leg.ring_seconds if answered else leg.duration,
+                      leg.outcome, 1)
+
+
 def _offset(start: datetime, leg: Leg) -> float:
     return (leg.started_at - start).total_seconds()
 
@@ -77,25 +90,32 @@ def _offset(start: datetime, leg: Leg) -> float:
 class _Open(Generic[P]):
     first_ordinal: int
     resume_at: P
+    resume_clock: float  # scan clock at `resume_at`
     last_clock: float
     last_ordinal: int
     legs: list[Leg] = field(default_factory=list)
 
 
 class LegGrouper(Generic[P]):
-    """Streaming grouping of legs by key.  Feed legs in scan order; take completed groups."""
+    """Streaming grouping of legs by key.  Feed legs in scan order; take completed groups.
+
+    Every position comes with the scan clock there (the reader's notion of
+    time: a leg's end for Master.csv, its start for SQL).  An emitted key is
+    remembered while its last leg is less than `remember_seconds` of clock
+    before the resume position, so a reader that re-scans some time before
+    its cursor (SQL lookback) or meets late legs can skip it.
+    """
 
     def __init__(self, grace_seconds: float, start_at: P, recent: RecentKeys = (),
-                 remember_seconds: float | None = None) -> None:
+                 remember_seconds: float | None = None, start_clock: float = float("-inf")) -> None:
         self._grace = grace_seconds
-        # How long (scan clock) an emitted key is remembered, to skip its legs if they are met again.
         self._remember = 2 * grace_seconds if remember_seconds is None else remember_seconds
         self._open: dict[str, _Open[P]] = {}
         self._due: list[tuple[float, str]] = []  # heap of (last clock, key); stale entries are skipped
         # key -> (ordinal of its last leg, clock of its last leg), for calls already emitted
         self._done: dict[str, tuple[int, float]] = {key: (-1, clock) for key, clock in recent}
         self._prune_at = 4096
-        self._position = start_at
+        self._position, self._position_clock = start_at, start_clock
         self._ordinal = 0
         self._clock = float("-inf")
 
@@ -110,7 +130,7 @@ class LegGrouper(Generic[P]):
             return self._expire()
         group = self._open.get(leg.key)
         if group is None:
-            group = self._open[leg.key] = _Open(self._ordinal, resume_at, clock, self._ordinal)
+            group = self._open[leg.key] = _Open(self._ordinal, resume_at, self._position_clock, clock, self._ordinal)
         elif clock > group.last_clock:
             group.last_clock = clock
         group.last_ordinal = self._ordinal
@@ -118,9 +138,11 @@ class LegGrouper(Generic[P]):
         heapq.heappush(self._due, (group.last_clock, leg.key))
         return self._expire()
 
-    def advance(self, position: P) -> None:
+    def advance(self, position: P, clock: float | None = None) -> None:
         """Record that everything up to `position` was read (rejected and skipped rows included)."""
         self._position = position
+        if clock is not None:
+            self._position_clock = clock
 
     def flush(self, before_clock: float | None = None) -> list[list[Leg]]:
         """Close every open group (the data is complete), or those whose last leg is before `before_clock − grace`."""
@@ -131,33 +153,34 @@ class LegGrouper(Generic[P]):
 
     def cursor(self) -> tuple[P, RecentKeys]:
         """Position to persist, and the keys to skip after it."""
-        if self._open:
-            oldest = min(self._open.values(), key=lambda g: g.first_ordinal)
-            position, after = oldest.resume_at, oldest.first_ordinal
-        else:
-            position, after = self._position, self._ordinal + 1
-        # Keys whose legs may still come: seen after the resume point, or recently enough to have late legs.
-        horizon = self._clock - self._remember
+        position, after, base = self._resume_point()
+        horizon = base - self._remember
         recent = tuple((k, c) for k, (o, c) in self._done.items() if o >= after or c >= horizon)
         return position, recent
 
+    def _resume_point(self) -> tuple[P, int, float]:
+        if not self._open:
+            return self._position, self._ordinal + 1, self._position_clock
+        oldest = min(self._open.values(), key=lambda g: g.first_ordinal)
+        return oldest.resume_at, oldest.first_ordinal, oldest.resume_clock
+
     def _expire(self, clock: float | None = None) -> list[list[Leg]]:
         limit = (self._clock if clock is None else clock) - self._grace
-        ready = []
+        ready: dict[str, None] = {}
         while self._due and self._due[0][0] < limit:
             last_clock, key = heapq.heappop(self._due)
             group = self._open.get(key)
-            if group is not None and group.last_clock == last_clock and key not in ready:
-                ready.append(key)
+            if group is not None and group.last_clock == last_clock:
+                ready[key] = None
         if len(self._done) > self._prune_at:
             self._prune()
         return self._close(ready) if ready else []
 
     def _prune(self) -> None:
         """Forget emitted keys that can no longer meet a leg, so memory stays flat on long scans."""
-        horizon = self._clock - self._remember
-        oldest_open = min((g.first_ordinal for g in self._open.values()), default=self._ordinal + 1)
-        self._done = {k: v for k, v in self._done.items() if v[1] >= horizon or v[0] >= oldest_open}
+        _, after, base = self._resume_point()
+        horizon = min(base, self._clock) - self._remember
+        self._done = {k: v for k, v in self._done.items() if v[1] >= horizon or v[0] >= after}
         self._prune_at = max(4096, 2 * len(self._done))
 
     def _close(self, keys: Iterable[str]) -> list[list[Leg]]:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 from enum import Enum
+from functools import lru_cache
 
 _SEPARATORS = str.maketrans("", "", " .-()/\t")
 _EXTENSION = re.compile(r"[0-9*#]{1,6}|[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -27,6 +28,7 @@ class NumberKind(Enum):
     invalid = "invalid"  # empty or malformed
 
 
+@lru_cache(maxsize=8192)  # logs repeat the same few site numbers: parse each spelling once
 def normalise_number(raw: str, country_code: str = "33", national_digits: int = 9) -> tuple[NumberKind, str]:
     """Return the kind of `raw` and, for a public number, its E.164 form.
 

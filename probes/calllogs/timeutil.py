@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import product
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,12 +48,50 @@ def readings(naive: datetime, zone: tzinfo) -> tuple[datetime, ...]:
     return (first, second) if back == naive else (first,)
 
 
+class LocalZone:
+    """`readings` for one zone, with the offset of each wall-clock hour cached.
+
+    Log rows arrive in time order, so nearly every stamp falls in an hour
+    already seen; an hour that contains a transition is never cached and
+    each of its stamps is computed exactly.
+    """
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self._hours: dict[tuple[int, int, int, int], timedelta | None] = {}
+
+    def readings(self, naive: datetime) -> tuple[datetime, ...]:
+        if naive.tzinfo is not None:
+            return (naive.astimezone(UTC),)
+        key = (naive.year, naive.month, naive.day, naive.hour)
+        try:
+            offset = self._hours[key]
+        except KeyError:
+            offset = self._hours[key] = self._steady_offset(naive)
+            if len(self._hours) > 100_000:  # a long backfill: forget old hours, keep memory flat
+                self._hours.clear()
+        if offset is None:
+            return readings(naive, self.zone)
+        return ((naive - offset).replace(tzinfo=UTC),)
+
+    def _steady_offset(self, naive: datetime) -> timedelta | None:
+        """The hour's single UTC offset, or None if a transition or an ambiguity falls inside it."""
+        first = readings(naive.replace(minute=0, second=0, microsecond=0), self.zone)
+        last = readings(naive.replace(minute=59, second=59, microsecond=999999), self.zone)
+        if len(first) != 1 or len(last) != 1:
+            return None
+        before = naive.replace(minute=0, second=0, microsecond=0) - first[0].replace(tzinfo=None)
+        after = naive.replace(minute=59, second=59, microsecond=999999) - last[0].replace(tzinfo=None)
+        return before if before == after else None
+
+
 def resolve_call(
     start: datetime, answer: datetime | None, end: datetime | None,
-    duration: float | None, talk: float | None, zone: tzinfo,
+    duration: float | None, talk: float | None, zone: tzinfo | LocalZone,
 ) -> tuple[datetime, datetime | None, datetime | None]:
     """UTC (start, answer, end), choosing readings of ambiguous stamps that agree with the durations (when known)."""
-    options = [readings(start, zone), _maybe(answer, zone), _maybe(end, zone)]
+    local = zone if isinstance(zone, LocalZone) else LocalZone(zone)
+    options = [local.readings(start), _maybe(answer, local), _maybe(end, local)]
     if all(len(o) == 1 for o in options):
         return options[0][0], options[1][0], options[2][0]
     best: tuple[float, tuple[datetime, datetime | None, datetime | None]] | None = None
@@ -65,8 +103,19 @@ def resolve_call(
     return best[1]
 
 
-def _maybe(value: datetime | None, zone: tzinfo) -> Sequence[datetime | None]:
-    return (None,) if value is None else readings(value, zone)
+def _maybe(value: datetime | None, local: LocalZone) -> Sequence[datetime | None]:
+    return (None,) if value is None else local.readings(value)
+
+
+def resolve_start(
+    start: datetime, answer: datetime | None, end: datetime | None,
+    duration: float | None, talk: float | None, local: LocalZone,
+) -> datetime:
+    """Only the UTC start: the other stamps are read only when the start itself is ambiguous (the hot path)."""
+    first = local.readings(start)
+    if len(first) == 1:
+        return first[0]
+    return resolve_call(start, answer, end, duration, talk, local)[0]
 
 
 def _mismatch(s: datetime, a: datetime | None, e: datetime | None, duration: float | None,

@@ -83,6 +83,6 @@ def test_it_keeps_memory_flat_on_a_long_scan() -> None:
     grouper: LegGrouper[int] = LegGrouper(10, 0)
     for n in range(50_000):
         grouper.add(leg(f"k{n}", n), n, clock=float(n))
-        grouper.advance(n + 1)
+        grouper.advance(n + 1, float(n))
     assert len(grouper._done) < 10_000
     assert len(grouper.cursor()[1]) <= 21
