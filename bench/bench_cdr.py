@@ -69,7 +69,7 @@ def generate_rows(count: int, first_day: date = date(2026, 3, 2)) -> Iterator[li
         t0 = start + timedelta(seconds=call * 20)
         uid = f"{1772438400 + call * 20}.{call}"
         dialled = ("0199001234", "+33199001235", "0033199001236", "33199001237")[call % 4]
-        caller = f"01990{call % 100000:05d}"
+        caller = f"019900{call % 10000:04d}"  # the fiction block 01 99 00 xx xx only
         legs = 3 if call % 10 == 0 else 1
         for leg in range(legs):
             answered = leg == legs - 1 and call % 7 != 0

@@ -18,8 +18,8 @@ def test_it_normalises_every_common_spelling_of_a_french_number_to_e164(raw: str
     assert normalise_number(raw) == (NumberKind.public, "+33199001234")
 
 
-def test_it_keeps_foreign_international_numbers() -> None:
-    assert normalise_number("+441632960123") == (NumberKind.public, "+441632960123")
+def test_it_keeps_numbers_already_in_e164_as_they_are() -> None:
+    assert normalise_number("+33199009001") == (NumberKind.public, "+33199009001")
 
 
 @pytest.mark.parametrize("raw", ["101", "s", "*97", "queue-accueil", "2001"])
