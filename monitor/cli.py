@@ -142,6 +142,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_calls(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.source not in config.call_logs:
+        known = ", ".join(config.call_logs) or "none configured (add a call_logs section)"
+        raise UsageError(f"no call-log source {args.source!r}; known: {known}")
+    source = config.call_logs[args.source]
+    if source.kind == "asterisk_sql":
+        if args.path:
+            raise UsageError(f"{args.source!r} is a database source: give no PATH, it reads {source.kind}")
+    elif not args.path:
+        raise UsageError(f"give the file to import: qualimon import-calls -c FILE --source {args.source} PATH")
+    elif not Path(args.path).is_file():
+        raise UsageError(f"{args.path}: no such file")
+    stats = asyncio.run(_with_store(config, lambda store: _import_calls(store, config, args)))
+    print(f"{args.source}: {stats.rows} rows read, {stats.calls} calls, {stats.added} new, "
+          f"{stats.rejected} rows rejected, {stats.unknown_site} calls to numbers of no site", file=sys.stderr)
+    return 0
+
+
+async def _import_calls(store: Any, config: Config, args: argparse.Namespace) -> Any:
+    from monitor.calendar import calendars_from
+    from monitor.clock import SystemClock
+    from monitor.progress import ProgressBar
+    from probes.calllogs.ingest import CallLogIngester, file_size
+
+    source = config.call_logs[args.source]
+    ingester = CallLogIngester(args.source, source, store, config, calendars_from(config), SystemClock())
+    bar = ProgressBar(total=file_size(args.path) if args.path else None, unit="rows")
+    try:
+        return await ingester.run_once(path=args.path, live=False,
+                                       progress=lambda stats, batch: bar.update(
+                                           getattr(batch.cursor, "offset", None), stats.rows))
+    finally:
+        bar.close()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     report = asyncio.run(_with_store(config, lambda store: store.verify_chain()))
@@ -254,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")
     export.add_argument("--site", help="only this site")
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    calls = command("import-calls", cmd_import_calls, "backfill a call log (CDR) into the store, with a progress bar")
+    calls.add_argument("--source", required=True, help="the call_logs source id in the config")
+    calls.add_argument("path", nargs="?", metavar="PATH", help="the file to read (not for SQL sources)")
     command("verify", cmd_verify, "check the tamper-evident event chain; exit 1 on a break")
     return parser
 

@@ -120,10 +120,15 @@ def send_failure_reason(text: str) -> str:
 
 
 #: Why a call-log (CDR) row was not imported.
+#: The parsers' own reasons (probes.calllogs.RejectReason) plus the mapping to a site.
 CALLLOG_REJECT_REASONS: Mapping[str, str] = {
-    "malformed": "the row could not be parsed (missing columns, bad dates or numbers)",
+    "columns": "wrong number of fields, unbalanced quotes or a missing mapped column",
+    "encoding": "bytes that are not valid in the declared encoding",
+    "timestamp": "an unparseable or impossible instant",
+    "duration": "a negative or non-numeric duration, or talk time longer than the call",
+    "number": "an empty or malformed dialled number",
+    "outcome": "a disposition or status value nobody mapped",
     "unknown_site": "no configured site has the called number",
-    "duplicate": "the row was already imported",
     "other": "anything else; unknown reasons are mapped here",
 }
 

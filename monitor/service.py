@@ -50,7 +50,7 @@ class Service:
         self.clock = clock or SystemClock()
         self.health = Health()
         self.registry = CollectorRegistry()
-        self.metrics = metrics or Metrics(self.registry, config)
+        self.metrics = metrics or Metrics(self.registry, config, source_ids=tuple(config.call_logs))
         self.snapshot: DerivedSnapshot | None = None
         self.shared: dict[str, Any] = {}
         self.store: Store | None = None
@@ -84,10 +84,21 @@ class Service:
         for kind in self.kinds.values():
             if kind.background is not None:
                 await self._stack.enter_async_context(kind.background(self))
+        self._start_call_log_pollers(calendars)
         await self._start_http()
         self._start_scheduler()
         log.info("qualimon running: %d sites, database %s, http %s", len(self.config.sites),
                  self.store.display_url, self.config.http.listen)
+
+    def _start_call_log_pollers(self, calendars: dict[str, Any]) -> None:
+        from probes.calllogs.ingest import CallLogIngester, poll_forever
+
+        assert self.store is not None
+        for source_id, source in self.config.call_logs.items():
+            ingester = CallLogIngester(source_id, source, self.store, self.config, calendars, self.clock,
+                                       self.metrics)
+            task = asyncio.create_task(poll_forever(ingester, self.health, self.clock), name=f"calllog {source_id}")
+            self._stack.push_async_callback(_cancel, task)
 
     async def _start_http(self) -> None:
         app = make_app(self)
@@ -158,6 +169,11 @@ class Service:
         self.snapshot = await asyncio.wait_for(compute_snapshot(self.store, self.config, self.clock.now()),
                                                timeout=REFRESH_SECONDS * 4)
         self.metrics.apply_snapshot(self.snapshot)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def serve(config: Config, stop: asyncio.Event, **options: Any) -> None:

@@ -61,3 +61,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template:
 
 def config_from(text: str, **environ: str) -> Config:
     return parse_config(text, environ=environ)
+
+
+def paris_in(workdir: Path, port: int = 9137) -> Path:
+    """The Paris config rewritten to live in `workdir`: its database, an (empty) call log, an HTTP port."""
+    cdr = workdir / "Master.csv"
+    cdr.touch()
+    text = (PARIS.read_text(encoding="utf-8")
+            .replace("sqlite+aiosqlite:///qualimon.db", f"sqlite+aiosqlite:///{workdir / 'q.db'}")
+            .replace("127.0.0.1:9137", f"127.0.0.1:{port}")
+            .replace("/var/log/asterisk/cdr-csv/Master.csv", str(cdr)))
+    path = workdir / "paris.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -26,7 +26,8 @@ from monitor.config.models import Config
 Path_ = tuple[str | int, ...]
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECRET_FILE_KEYS = {"password_file": "password", "token_file": "token", "metrics_token_file": "metrics_token"}
+SECRET_FILE_KEYS = {"password_file": "password", "token_file": "token", "metrics_token_file": "metrics_token",
+                    "url_file": "url", "caller_key_file": "caller_key"}
 
 
 @dataclass(frozen=True, order=True)

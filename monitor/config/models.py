@@ -18,6 +18,9 @@ from enum import Enum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from probes.calllogs.asterisk_csv import MasterCsvOptions
+from probes.calllogs.asterisk_sql import AsteriskSqlOptions
+from probes.calllogs.generic_csv import GenericCsvMapping
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -526,6 +529,34 @@ class RunnerConfig(Frozen):
     )
 
 
+class CallLogSource(Frozen):
+    """A call log to read: Asterisk Master.csv, an Asterisk SQL `cdr` table, or an operator CSV export."""
+
+    kind: Literal["asterisk_csv", "asterisk_sql", "generic_csv"]
+    path: str | None = Field(default=None, description="The file, for asterisk_csv and generic_csv.")
+    url: SecretStr | None = Field(default=None, description="SQLAlchemy async URL of the CDR database.")
+    poll_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    csv: MasterCsvOptions | None = None
+    sql: AsteriskSqlOptions | None = None
+    mapping: GenericCsvMapping | None = None
+    caller_key: SecretStr | None = Field(
+        default=None, description="Key that turns callers' numbers into pseudonyms; without it they are dropped.")
+
+    @model_validator(mode="after")
+    def _settings_fit_kind(self) -> CallLogSource:
+        if self.kind in ("asterisk_csv", "generic_csv") and not self.path:
+            raise ValueError(f"a {self.kind} source needs path: the file to read")
+        if self.kind == "asterisk_sql" and self.url is None:
+            raise ValueError("an asterisk_sql source needs url, e.g. mysql+aiomysql://reader:${CDR_PASSWORD}@pbx/asterisk")
+        if self.kind == "generic_csv" and self.mapping is None:
+            raise ValueError("a generic_csv source needs mapping: which column holds what")
+        misplaced = {"csv": "asterisk_csv", "sql": "asterisk_sql", "mapping": "generic_csv"}
+        for key, kind in misplaced.items():
+            if getattr(self, key) is not None and self.kind != kind:
+                raise ValueError(f"{key} applies to {kind} sources only")
+        return self
+
+
 class ComplianceConfig(Frozen):
     min_samples: Annotated[int, Field(ge=1)] = 10
 
@@ -544,6 +575,7 @@ class Config(Frozen):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    call_logs: dict[Annotated[str, Field(pattern=SLUG)], CallLogSource] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod

@@ -10,6 +10,9 @@
 - `watcher_cursors`: where each mailbox / call-log reader stopped.
 - `plans`: the `per_month` each site/channel/month was planned with, which
   makes re-planning idempotent.
+- `calls`: the sites' real calls read from call logs (CDR), judged like
+  mystery calls; not part of the event chain (they are copies of the PBX's
+  own records, re-readable at any time).
 
 Instants are stored as UTC; `UTCDateTime` gives them back timezone-aware on
 both backends (SQLite has no time zones).
@@ -32,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -168,6 +172,37 @@ class WatcherCursor(Base):
     last_uid: Mapped[int | None] = mapped_column(BigInteger)
     position: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Call(Base):
+    """A call from a site's call log (CDR), with its verdict; (source, record_key) makes imports idempotent."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    record_key: Mapped[str] = mapped_column(String(128))
+    site: Mapped[str] = mapped_column(String(64))
+    dialled: Mapped[str] = mapped_column(String(32))
+    caller_hash: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ring_seconds: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    legs: Mapped[int] = mapped_column(Integer, default=1)
+    opening: Mapped[str] = mapped_column(String(8))
+    commitment: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    delay_seconds: Mapped[float | None] = mapped_column(Float)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("source", "record_key"),
+        Index("ix_calls_site_started_at", "site", "started_at"),
+    )
 
 
 class Plan(Base):

@@ -14,20 +14,19 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
+from monitor.clock import SystemClock
+from monitor.config import load_config
+from monitor.runner import Runner
 from monitor.store.records import NewProbe
 from monitor.store.store import Store
-from tests.conftest import PARIS, ROOT
+from tests.conftest import PARIS, ROOT, paris_in
 from tests.support.integration import free_port
 
 
 @pytest.fixture
 def paris_copy(tmp_path: Path) -> Path:
     """The Paris config pointed at a database in a temp dir."""
-    text = PARIS.read_text(encoding="utf-8").replace(
-        "sqlite+aiosqlite:///qualimon.db", f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
-    path = tmp_path / "paris.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return paris_in(tmp_path)
 
 
 def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -68,26 +67,22 @@ def test_db_upgrade_twice_is_a_no_op_the_second_time(paris_copy: Path, capsys) -
     assert code == 0 and "schema at revision" in out and db.stat().st_size == before
 
 
-async def _probe_with_verdicts(url: str) -> str:
-    store = Store.open(url)
+async def _probe_sent_three_days_ago(config_path: Path) -> str:
+    config = load_config(config_path)
+    store = Store.open(config.database)
     now = datetime.now(timezone.utc) - timedelta(days=3)
     probe = NewProbe(site="petit-palais", channel="email", planned_at=now, purpose="standard")
     async with store.write() as tx:
         await tx.insert_probes([probe], now)
         await tx.set_probe(probe.id, now, status="sent", sent_at=now)
-    from monitor.config import load_config
-    from monitor.runner import Runner
-    from monitor.clock import SystemClock
-
-    runner = Runner(store, load_config(Path(url.split("///")[1]).parent / "paris.yaml"), {}, SystemClock())
-    await runner.reevaluate(probe.id)
+    await Runner(store, config, {}, SystemClock()).reevaluate(probe.id)
     await store.close()
     return probe.id
 
 
 def test_status_and_export_show_what_the_store_holds(paris_copy: Path, capsys) -> None:
     assert run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)[0] == 0
-    probe_id = asyncio.run(_probe_with_verdicts(f"sqlite+aiosqlite:///{paris_copy.parent / 'q.db'}"))
+    probe_id = asyncio.run(_probe_sent_three_days_ago(paris_copy))
 
     code, out, _ = run_cli("status", "-c", str(paris_copy), capsys=capsys)
     assert code == 0
@@ -120,8 +115,7 @@ def test_verify_reports_an_intact_chain(paris_copy: Path, capsys) -> None:
 
 def test_run_serves_healthz_and_stops_cleanly_on_sigterm(paris_copy: Path) -> None:
     port = free_port()
-    text = paris_copy.read_text().replace("127.0.0.1:9137", f"127.0.0.1:{port}")
-    paris_copy.write_text(text)
+    paris_copy = paris_in(paris_copy.parent, port)
     process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(paris_copy)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

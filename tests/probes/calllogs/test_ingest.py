@@ -1,0 +1,162 @@
+"""Call logs into the store: idempotent imports, rejected rows counted, the same verdicts from CSV and MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from monitor.calendar import calendars_from
+from monitor.cli import main
+from monitor.clock import SystemClock
+from monitor.config import Config
+from monitor.metrics import Metrics
+from monitor.store.schema import Call
+from monitor.store.store import Store
+from probes.calllogs.asterisk_sql import asterisk_cdr_table
+from probes.calllogs.ingest import CallLogIngester
+from tests.conftest import config_from
+from tests.support.integration import need, tcp_open
+
+from .cdr_data import DATA, table_rows
+
+CONFIG = """
+database: {database}
+calendars:
+  museum: {{opening_hours: {{tue-sun: ["10:00-18:00"]}}, holidays: {{country: FR}}}}
+commitments:
+  phone.answer: {{channel: phone, within: {{rings: 5}}, during: open}}
+  phone.out_of_hours: {{channel: phone, within: {{rings: 5}}, during: closed}}
+phone_lines:
+  mystery: {{sip: {{proxy: "sip:trunk.example.net", from: "sip:+33199001000@trunk.example.net"}}}}
+call_logs:
+  pbx: {{kind: asterisk_csv, path: {path}, caller_key: "${{CALLER_KEY}}"}}
+  pbx-sql: {{kind: asterisk_sql, url: "{url}"}}
+sites:
+  - {{id: maison-victor-hugo, name: Maison de Victor Hugo, calendar: museum,
+      phone: {{number: "+33199001234", per_month: 0}}}}
+"""
+
+
+def config_for(tmp_path: Path, csv: Path, url: str = "sqlite+aiosqlite:///unused.db") -> Config:
+    text = CONFIG.format(database=f"sqlite+aiosqlite:///{tmp_path / 'q.db'}", path=csv, url=url)
+    (tmp_path / "q.yaml").write_text(text.replace("${CALLER_KEY}", "caller-pseudonym-key"), encoding="utf-8")
+    return config_from(text, CALLER_KEY="caller-pseudonym-key")
+
+
+async def stored_calls(config: Config, source: str | None = None) -> list[tuple]:
+    store = Store.open(config.database)
+    try:
+        async with store.read() as conn:
+            query = select(Call.record_key, Call.site, Call.outcome, Call.opening, Call.verdict, Call.reason,
+                           Call.ring_seconds).order_by(Call.record_key)
+            if source:
+                query = query.where(Call.source == source)
+            return [tuple(row) for row in await conn.execute(query)]
+    finally:
+        await store.close()
+
+
+async def cli(*args: str) -> int:
+    """The CLI runs its own event loop: run it beside the test's."""
+    return await asyncio.to_thread(main, list(args))
+
+
+async def import_calls(tmp_path: Path, *args: str) -> int:
+    return await cli("import-calls", "-c", str(tmp_path / "q.yaml"), *args)
+
+
+async def upgrade(tmp_path: Path) -> None:
+    assert await cli("db", "upgrade", "-c", str(tmp_path / "q.yaml")) == 0
+
+
+async def test_importing_a_file_twice_adds_nothing_the_second_time(tmp_path: Path, capsys) -> None:
+    config = config_for(tmp_path, DATA / "master_linkedid.csv")
+    await upgrade(tmp_path)
+    assert await import_calls(tmp_path, "--source", "pbx", str(DATA / "master_linkedid.csv")) == 0
+    first = await stored_calls(config)
+    assert first and "new" in capsys.readouterr().err
+    assert await import_calls(tmp_path, "--source", "pbx", str(DATA / "master_linkedid.csv")) == 0
+    assert await stored_calls(config) == first
+    assert ", 0 new," in capsys.readouterr().err
+
+
+async def test_corrupt_rows_are_counted_and_the_rest_is_kept(tmp_path: Path) -> None:
+    config = config_for(tmp_path, DATA / "master_corrupt.csv")
+    await upgrade(tmp_path)
+    store = Store.open(config.database)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, config, source_ids=tuple(config.call_logs))
+    try:
+        ingester = CallLogIngester("pbx", config.call_logs["pbx"], store, config, calendars_from(config),
+                                   SystemClock(), metrics)
+        stats = await ingester.run_once(live=False)
+    finally:
+        await store.close()
+    rows = sum(1 for _ in (DATA / "master_corrupt.csv").open("rb"))
+    assert stats.rejected >= 1 and stats.rejected <= rows * 0.1
+    assert stats.added >= rows * 0.8
+    rejected = {s.labels["reason"]: s.value for m in registry.collect()
+                if m.name == "qualimon_calllog_rows_rejected" for s in m.samples
+                if s.name.endswith("_total") and s.labels["source"] == "pbx"}
+    assert sum(rejected.values()) == stats.rejected + stats.unknown_site
+    calls = {s.labels["outcome"]: s.value for m in registry.collect() if m.name == "qualimon_calls"
+             for s in m.samples if s.labels.get("source") == "calllog" and s.name.endswith("_total")}
+    assert sum(calls.values()) == stats.added
+
+
+async def test_a_call_is_judged_against_the_commitment_of_its_hour(tmp_path: Path) -> None:
+    config = config_for(tmp_path, DATA / "master_linkedid.csv")
+    await upgrade(tmp_path)
+    assert await import_calls(tmp_path, "--source", "pbx", str(DATA / "master_linkedid.csv")) == 0
+    calls = await stored_calls(config)
+    by_opening = {(opening, verdict) for _, _, _, opening, verdict, _, _ in calls}
+    assert ("open", "met") in by_opening
+    for _, site, outcome, _, verdict, reason, ring in calls:
+        assert site == "maison-victor-hugo"
+        if outcome == "answered":
+            assert verdict == ("met" if ring <= 25 else "missed")
+        elif outcome == "busy":
+            assert (verdict, reason) == ("missed", "busy")
+
+
+def test_import_calls_explains_an_unknown_source(tmp_path: Path, capsys) -> None:
+    config_for(tmp_path, DATA / "master_linkedid.csv")
+    assert main(["import-calls", "-c", str(tmp_path / "q.yaml"), "--source", "nowhere", "x.csv"]) == 2
+    assert "no call-log source 'nowhere'; known: pbx, pbx-sql" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_the_same_records_in_mariadb_give_the_same_verdicts(tmp_path: Path) -> None:
+    need(tcp_open("127.0.0.1", 3306), "MariaDB on 127.0.0.1:3306 (root, no password)")
+    name = f"qualimon_cdr_{secrets.token_hex(4)}"
+    admin = create_async_engine("mysql+aiomysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        url = f"mysql+aiomysql://root@127.0.0.1:3306/{name}"
+        engine = create_async_engine(url)
+        metadata = sa.MetaData()
+        table = asterisk_cdr_table(metadata)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(table.insert(), table_rows(DATA / "master_linkedid.csv"))
+        await engine.dispose()
+
+        config = config_for(tmp_path, DATA / "master_linkedid.csv", url=url)
+        await upgrade(tmp_path)
+        assert await import_calls(tmp_path, "--source", "pbx", str(DATA / "master_linkedid.csv")) == 0
+        assert await import_calls(tmp_path, "--source", "pbx-sql") == 0
+        from_csv = [c[1:] + (c[0],) for c in await stored_calls(config, "pbx")]
+        from_sql = [c[1:] + (c[0],) for c in await stored_calls(config, "pbx-sql")]
+        assert from_csv and sorted(from_csv) == sorted(from_sql)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f"DROP DATABASE {name}"))
+        await admin.dispose()
