@@ -130,6 +130,10 @@ def test_run_serves_healthz_and_stops_cleanly_on_sigterm(paris_copy: Path) -> No
         assert body is not None and body["status"] == "ok" and body["checks"]["database"]["ok"]
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=15)
+        try:
+            _, err = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never leave a hung service behind
+            _, err = process.communicate()
     assert process.returncode == 0, err
     assert "stopping" in err
