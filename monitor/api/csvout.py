@@ -1,0 +1,117 @@
+"""Probe history as CSV that opens as-is in a spreadsheet; shared by the API and `qualimon export --format csv`.
+
+Shape: one row per probe × commitment (the tidy layout a pivot table or an
+auditor's filter wants, with fixed columns whatever the config).  A probe
+without verdicts yet (planned, cancelled) still gets one row, its
+commitment columns empty.  Columns: see `COLUMNS`.
+
+Encoding: UTF-8 with a byte-order mark (Excel then reads accents right),
+RFC 4180 quoting (a field with a comma, a quote or a line break is quoted,
+quotes doubled), CRLF between records.  Instants are ISO 8601 UTC with `Z`,
+delays are seconds, booleans `true`/`false`, absent values empty.
+
+Free-text cells (subject, reasons) that start with `=`, `+`, `-`, `@`, tab
+or carriage return get a leading `'`, so a spreadsheet shows them as text
+instead of evaluating them as a formula (CSV injection): a reason can quote
+a remote server's words.
+
+Memory is constant: documents come from an async iterator (a page at a
+time), rows are encoded in chunks and handed on at once.  `progress` is
+called after each chunk with the number of probes written so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from typing import Any, BinaryIO
+
+BOM = "\ufeff"
+COLUMNS = ("probe_id", "site", "channel", "purpose", "origin", "status", "planned_at", "sent_at",
+           "probe_reason", "subject", "commitment", "verdict", "deadline", "delay_seconds",
+           "business_delay_seconds", "late", "verdict_reason")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PROBES_PER_CHUNK = 200
+
+Progress = Callable[[int], None]
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def text_cell(value: str | None) -> str:
+    text = cell(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def subject_of(document: dict[str, Any]) -> str | None:
+    """The subject we sent, as recorded in the send events (email probes only)."""
+    for event in document.get("events", ()):
+        subject = event.get("data", {}).get("subject")
+        if isinstance(subject, str):
+            return subject
+    return None
+
+
+def document_rows(document: dict[str, Any]) -> Iterator[list[str]]:
+    probe = [document["id"], document["site"], document["channel"], document["purpose"], document["origin"],
+             document["status"], cell(document["planned_at"]), cell(document["sent_at"]),
+             text_cell(document.get("reason")), text_cell(subject_of(document))]
+    verdicts = document.get("verdicts") or {}
+    if not verdicts:
+        yield probe + [""] * 7
+        return
+    for commitment, v in verdicts.items():
+        yield probe + [commitment, v["verdict"], cell(v["deadline"]), cell(v["delay_seconds"]),
+                       cell(v["business_delay_seconds"]), cell(v["late"]), text_cell(v["reason"])]
+
+
+async def csv_chunks(documents: AsyncIterable[dict[str, Any]], *,
+                     progress: Progress | None = None) -> AsyncIterator[bytes]:
+    """The CSV file as byte chunks: BOM and header first, then a chunk per `PROBES_PER_CHUNK` probes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    buffer.write(BOM)
+    writer.writerow(COLUMNS)
+    count = 0
+    async for document in documents:
+        writer.writerows(document_rows(document))
+        count += 1
+        if count % PROBES_PER_CHUNK == 0:
+            yield _drain(buffer)
+            if progress is not None:
+                progress(count)
+    yield _drain(buffer)
+    if progress is not None:
+        progress(count)
+
+
+def _drain(buffer: io.StringIO) -> bytes:
+    data = buffer.getvalue().encode("utf-8")
+    buffer.seek(0)
+    buffer.truncate()
+    return data
+
+
+async def write_csv(documents: AsyncIterable[dict[str, Any]], out: BinaryIO, *,
+                    progress: Progress | None = None) -> int:
+    """Write the CSV to a binary file (the CLI passes `sys.stdout.buffer`); returns the number of probes."""
+    written = 0
+
+    def counted(n: int) -> None:
+        nonlocal written
+        written = n
+        if progress is not None:
+            progress(n)
+
+    async for chunk in csv_chunks(documents, progress=counted):
+        out.write(chunk)
+    return written

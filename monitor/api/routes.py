@@ -1,0 +1,142 @@
+"""The route table of /api/v1: path, method, role, parameters and response schemas in one place.
+
+`install` registers every route on a sub-application mounted at /api/v1
+(its own middleware turns every error into JSON and never touches the
+status page or /metrics).  Each registered handler first checks the token
+against the route's role, then parses the route's declared parameters, then
+runs; `openapi.build` documents the very same table, so a route or
+parameter cannot exist undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from monitor.api import handlers
+from monitor.api.auth import Authenticator
+from monitor.api.errors import json_errors
+from monitor.api.params import (
+    CHANNELS,
+    CURSOR_PARAM,
+    FROM,
+    LIMIT,
+    PROBE_ID_PARAM,
+    TO,
+    VERDICTS,
+    Args,
+    Param,
+    commitment_param,
+    one_of,
+    parse_args,
+    parse_positive_int,
+    site_param,
+)
+from monitor.api.regrade import body_schema
+from monitor.config.models import Role
+
+RouteHandler = Callable[[web.Request, Args], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below /api/v1
+    handler: RouteHandler
+    role: Role | None  # None: open to anyone
+    summary: str
+    response: str  # the name of the 200 schema in openapi.SCHEMAS
+    params: tuple[Param, ...] = ()
+    body: dict[str, Any] | None = None
+    description: str = ""
+    not_found: bool = False
+    csv: bool = False
+    download: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+
+CHANNEL_FILTER = Param("channel", {"type": "string", "enum": list(CHANNELS)}, "Only this channel.",
+                       one_of(CHANNELS))
+COMMITMENT_FILTER = commitment_param("Only probes with a verdict for this commitment.")
+VERDICT_FILTER = Param("verdict", {"type": "string", "enum": list(VERDICTS)},
+                       "Only probes with this verdict (for `commitment` when given, else for any commitment).",
+                       one_of(VERDICTS))
+PROBE_FILTERS = (site_param(), CHANNEL_FILTER, COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM)
+FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
+               "csv streams every matching probe from `cursor` on as CSV (limit does not apply); "
+               "without it, `Accept: text/csv` does the same.", one_of(("json", "csv")))
+EVIDENCE_ID = Param("evidence_id", {"type": "integer", "minimum": 1}, "An evidence id from the evidence list.",
+                    parse_positive_int, location="path")
+PERIOD_NOTE = ("`from`/`to` select probes by planned instant (the order of the list); a date is a day in the "
+               "configured time zone and a date `to` includes that day.")
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/openapi.json", handlers.openapi_document, None, "This OpenAPI document", "OpenApi",
+          description="Open without a token: it describes the API, holds no data."),
+    Route("GET", "/sites", handlers.list_sites, Role.viewer, "Sites as configured", "SiteList",
+          description="Auditors and admins also see each site's published email address and phone number; "
+                      "viewers (dashboards) do not need them. Our own mailboxes and lines never appear."),
+    Route("GET", "/commitments", handlers.list_commitments, Role.viewer, "Commitments as configured",
+          "CommitmentList"),
+    Route("GET", "/compliance", handlers.compliance, Role.viewer, "Compliance per site × commitment",
+          "ComplianceList", (FROM, TO, site_param(), commitment_param()),
+          description="Every configured (site, commitment) pair over probes whose commitment clock started in "
+                      "[from, to); void probes are left out of the ratio; Wilson 95 % bounds. Without from/to: "
+                      "all history. Sites or commitments not in the config give an empty list."),
+    Route("GET", "/calls", handlers.list_calls, Role.viewer, "Call records with their verdicts", "CallPage",
+          (site_param(), COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM),
+          description="Mystery calls placed (or that we failed to place: void) in the call-record shape, "
+                      "`source` = mystery; call-log (CDR) records will join with their source id and never a "
+                      "caller number. " + PERIOD_NOTE),
+    Route("GET", "/probes", handlers.list_probes, Role.auditor, "Probe history, paginated or as CSV", "ProbePage",
+          PROBE_FILTERS + (FORMAT,), csv=True,
+          description="Items are the `qualimon export` documents, in (planned_at, id) order; follow next_cursor "
+                      "until it is null. A walk never skips or repeats a probe while others are written "
+                      "(a planned probe re-planned after a failed send of ours moves later and can be met "
+                      "again). CSV: one row per probe × commitment. " + PERIOD_NOTE),
+    Route("GET", "/probes/{id}", handlers.get_probe, Role.auditor, "One probe with its events and verdicts",
+          "ProbeDetail", (PROBE_ID_PARAM,), not_found=True),
+    Route("GET", "/probes/{id}/evidence", handlers.list_evidence, Role.auditor, "A probe's evidence",
+          "EvidenceList", (PROBE_ID_PARAM,), not_found=True),
+    Route("GET", "/probes/{id}/evidence/{evidence_id}", handlers.get_evidence, Role.auditor,
+          "One piece of evidence, raw", "Binary", (PROBE_ID_PARAM, EVIDENCE_ID), not_found=True, download=True,
+          description="Served as an attachment, text/plain or application/octet-stream (never HTML: these are "
+                      "messages from outside), with X-Content-Type-Options: nosniff and its SHA-256."),
+    Route("GET", "/audit/verify", handlers.verify_chain, Role.auditor, "Verify the event log's hash chain",
+          "ChainReport", description="Reads the whole log. Note last_hash: a later run that finds another hash "
+                                     "for the same seq proves the history was rewritten."),
+    Route("POST", "/probes/{id}/regrade", handlers.regrade, Role.auditor, "Regrade a probe (appended event)",
+          "ProbeDetail", (PROBE_ID_PARAM,), body=body_schema(), not_found=True,
+          description="Appends a regrade event (who = the token's name, when, why); the verdicts are "
+                      "recomputed from the log. Returns the probe as GET /probes/{id} shows it."),
+)
+
+
+def install(app: web.Application, service: Any) -> None:
+    """Mount /api/v1 on `app` (once: a second call does nothing)."""
+    from monitor.api.openapi import build
+
+    if app.get(handlers.CONTEXT) is not None:
+        return
+    api = web.Application(middlewares=[json_errors])
+    api[handlers.CONTEXT] = handlers.ApiContext(service, Authenticator(service.config.tokens), build(ROUTES))
+    for route in ROUTES:
+        api.router.add_route(route.method, route.path, guarded(route))
+    app[handlers.CONTEXT] = api[handlers.CONTEXT]
+    app.add_subapp(handlers.API_PREFIX, api)
+
+
+def guarded(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        identity = None
+        if route.role is not None:
+            auth = request.app[handlers.CONTEXT].auth
+            identity = auth.require(request.headers.get("Authorization"), route.role)
+        args = parse_args(route.params, request.query, request.match_info, request.query.getall, identity)
+        return await route.handler(request, args)
+
+    handle.__name__ = route.handler.__name__
+    return handle
