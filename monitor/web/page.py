@@ -1,0 +1,303 @@
+"""The status page, `GET /`: the whole network at a glance, for a person without Grafana.
+
+Server-rendered HTML without any script.  It shows sites × commitments
+coloured against their targets (figures from `compliance_rows`, the one
+computation the API, the CLI and the report share), open and overdue probes
+per site, the last decisions with the reply that decided them, and the
+monitor's own health.  `?days=N` (1–366, default 30) sets the period and
+`?page=N` pages through the sites, 100 at a time, so 10,000 sites stay
+readable and the page stays small.
+
+Cost per request: one grouped count over the period's verdicts, a walk of
+the newest 50 `verdict` events, and (before the first background refresh
+only) the open/overdue counts; afterwards those come from the service's
+in-memory snapshot.  Reply subjects and sender names are hostile input and
+are escaped like everything else; the response also forbids scripts outright
+(`Content-Security-Policy: default-src 'none'`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.compliance import Compliance
+from monitor.config.models import Config, Site
+from monitor.derived import overdue as overdue_counts
+from monitor.status import compliance_rows
+from monitor.web.html import (
+    compliance_data_attrs,
+    compliance_summary,
+    document,
+    esc,
+    fmt_delay,
+    fmt_local,
+    fmt_ratio,
+    fmt_target,
+    status_class,
+    status_label,
+    status_symbol,
+    tag,
+)
+from monitor.web.results import ResultLine, recent_results
+from monitor.web.style import CSS
+
+log = logging.getLogger("qualimon.web")
+
+DEFAULT_DAYS, MAX_DAYS = 30, 366
+SITES_PER_PAGE = 100
+RECENT_LIMIT = 50
+DB_TIMEOUT_SECONDS = 5.0
+PERIOD_LINKS = (7, 30, 90)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything the page shows, gathered before rendering so rendering is pure."""
+
+    config: Config
+    generated_at: datetime
+    days: int
+    page: int
+    sites: Sequence[Site]                      # this page's sites
+    total_sites: int
+    cells: Mapping[tuple[str, str], Compliance]
+    totals: Mapping[str, int]                  # compliance status -> cells, over every site
+    open: Mapping[str, int]                    # site -> probes awaiting an answer
+    overdue: Mapping[str, int]                 # site -> probes past a deadline with no answer
+    recent: Sequence[ResultLine]
+    health: Mapping[str, Any]
+    show_replies: bool = True
+    error: str | None = None
+    commitments: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total_sites // SITES_PER_PAGE))
+
+
+def add_status_page(app: web.Application, service: Any, *, show_replies: bool = True) -> None:
+    """Serve the status page at `/` from `service` (its config, store, clock, health and snapshot)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        days = query_int(request, "days", DEFAULT_DAYS, 1, MAX_DAYS)
+        page = query_int(request, "page", 1, 1, 1_000_000)
+        view = await load_view(service, days, page, show_replies)
+        return web.Response(text=render_status_page(view), content_type="text/html", charset="utf-8",
+                            status=503 if view.error else 200, headers=SECURITY_HEADERS)
+
+    app.router.add_get("/", handler)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}\n",
+                                 headers=SECURITY_HEADERS)
+    return int(raw)
+
+
+# ---------------------------------------------------------------- gathering
+
+
+async def load_view(service: Any, days: int, page: int, show_replies: bool = True) -> StatusView:
+    config: Config = service.config
+    now = service.clock.now()
+    page = min(page, max(1, -(-len(config.sites) // SITES_PER_PAGE)))  # past the end: the last page
+    start = (page - 1) * SITES_PER_PAGE
+    sites = config.sites[start:start + SITES_PER_PAGE]
+    base: dict[str, Any] = {
+        "config": config, "generated_at": now, "days": days, "page": page, "sites": sites,
+        "total_sites": len(config.sites), "health": service.health.snapshot(), "show_replies": show_replies,
+        "commitments": tuple(config.commitments)}
+    if service.store is None:
+        return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
+                          error="the database is not open yet")
+    try:
+        rows, open_, overdue, recent = await asyncio.wait_for(
+            _read(service, now, days), timeout=DB_TIMEOUT_SECONDS)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the page must still say *why* it is empty
+        log.warning("status page: database read failed: %s: %s", type(exc).__name__, str(exc)[:200])
+        return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
+                          error=f"the database could not be read ({type(exc).__name__})")
+    return StatusView(**base, cells={(c.site, c.commitment): c for c in rows},
+                      totals=Counter(c.status for c in rows), open=open_, overdue=overdue, recent=recent)
+
+
+async def _read(service: Any, now: datetime, days: int) -> tuple[list[Compliance], dict[str, int], dict[str, int],
+                                                                    list[ResultLine]]:
+    rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
+    open_, overdue = await _open_and_overdue(service, now)
+    return rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT)
+
+
+async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """From the background snapshot (what /metrics shows) when there is one, else from the database."""
+    snapshot = getattr(service, "snapshot", None)
+    if snapshot is not None:
+        by_channel, by_commitment = snapshot.probes_open, snapshot.probes_overdue
+    else:
+        by_channel = {key: n for key, (n, _) in (await service.store.open_counts(now)).items()}
+        by_commitment = await overdue_counts(service.store, now)
+    return _per_site(by_channel), _per_site(by_commitment)
+
+
+def _per_site(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for (site, _), n in counts.items():
+        totals[site] += n
+    return dict(totals)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_status_page(view: StatusView) -> str:
+    body = "\n".join([
+        _header(view),
+        f'<p class="badge bad-text" role="alert">Figures unavailable: {esc(view.error)}</p>' if view.error else "",
+        _summary(view),
+        _matrix_section(view),
+        _recent_section(view),
+        _health_section(view),
+        _footer(view),
+    ])
+    return document("qualimon — QualiPARIS reception status", body, CSS)
+
+
+def _header(view: StatusView) -> str:
+    tz = view.config.timezone
+    health = str(view.health.get("status", "unknown"))
+    since = fmt_local(view.generated_at - timedelta(days=view.days), tz)
+    links = " ".join(f"<strong>{d} days</strong>" if d == view.days else f'<a href="?days={d}">{d} days</a>'
+                     for d in PERIOD_LINKS)
+    return (f"<header><h1>QualiPARIS reception — status of the network</h1>"
+            f'<p class="meta">Generated {esc(fmt_local(view.generated_at, tz))} ({esc(tz)}) · compliance over the '
+            f"last {view.days} days (probes started since {esc(since)}) · "
+            f'monitor health: <span class="badge health-{esc(health)}">{esc(health)}</span></p>'
+            f'<nav aria-label="period">Period: {links}</nav></header>')
+
+
+def _summary(view: StatusView) -> str:
+    parts = [f'<span class="{status_class(s)}">{esc(status_symbol(s))} {view.totals.get(s, 0)} '
+             f"{esc(status_label(s))}</span>" for s in ("compliant", "non_compliant", "insufficient_data")]
+    return (f'<section id="summary"><h2>Summary</h2><p class="legend">Site × commitment cells: {" ".join(parts)}'
+            f"</p><p>{len(view.config.sites)} sites · {sum(view.open.values())} probes awaiting an answer · "
+            f"{sum(view.overdue.values())} past a deadline without an answer</p></section>")
+
+
+def _matrix_section(view: StatusView) -> str:
+    heads = "".join(f'<th scope="col">{esc(cid)}<br><small>target '
+                    f"{esc(fmt_target(view.config.commitments[cid].target_ratio))}</small></th>"
+                    for cid in view.commitments)
+    rows = "\n".join(_matrix_row(view, site) for site in view.sites)
+    first = (view.page - 1) * SITES_PER_PAGE
+    caption = (f"Compliance per site and commitment, last {view.days} days — sites {first + 1}–"
+               f"{first + len(view.sites)} of {view.total_sites}")
+    return (f'<section id="compliance"><h2>Compliance by site</h2>'
+            '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures) and pending '
+            "ones are left out. Hover a cell for the 95% Wilson interval.</p>"
+            f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
+            f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
+            f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")
+
+
+def _matrix_row(view: StatusView, site: Site) -> str:
+    cells = "".join(_cell(view.cells.get((site.id, cid))) for cid in view.commitments)
+    overdue = view.overdue.get(site.id, 0)
+    return (f'<tr data-site="{esc(site.id)}"><th scope="row">{esc(site.name)}<br><small>{esc(site.id)}</small></th>'
+            f'{cells}<td class="num open">{view.open.get(site.id, 0)}</td>'
+            f'<td class="num overdue{" bad-text" if overdue else ""}">{overdue}</td></tr>')
+
+
+def _cell(c: Compliance | None) -> str:
+    if c is None:
+        return '<td class="cell none">not probed</td>'
+    summary = compliance_summary(c)
+    return (f'<td class="cell {status_class(c.status)}" title="{esc(summary)}"{compliance_data_attrs(c)}>'
+            f'<span aria-hidden="true">{esc(status_symbol(c.status))} {esc(fmt_ratio(c.ratio))}'
+            f"<small>n={c.n}</small></span>"
+            f'<span class="sr">{esc(summary)}</span></td>')
+
+
+def _pager(view: StatusView) -> str:
+    if view.pages == 1:
+        return ""
+    links = []
+    for number in range(1, view.pages + 1):
+        if number == view.page:
+            links.append(f'<span aria-current="page">{number}</span>')
+        elif number in (1, view.pages) or abs(number - view.page) <= 3:
+            links.append(f'<a href="?days={view.days}&amp;page={number}">{number}</a>')
+        elif links[-1] != "…":
+            links.append("…")
+    return f'<nav class="pages" aria-label="site pages">Pages: {" ".join(links)}</nav>'
+
+
+def _recent_section(view: StatusView) -> str:
+    tz = view.config.timezone
+    head = ["decided", "site", "channel", "commitment", "verdict", "delay", "answer"]
+    if view.show_replies:
+        head += ["reply subject", "sender"]
+    rows = "\n".join(_recent_row(line, tz, view.show_replies) for line in view.recent)
+    if not view.recent:
+        rows = f'<tr><td colspan="{len(head)}">No decision yet.</td></tr>'
+    heads = "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
+    return (f'<section id="recent"><h2>Last results</h2><div class="wide"><table class="recent">'
+            f"<caption>The {RECENT_LIMIT} most recent decisions, newest first</caption>"
+            f"<thead><tr>{heads}</tr></thead>\n<tbody>\n{rows}\n</tbody></table></div></section>")
+
+
+def _recent_row(line: ResultLine, tz: str, show_replies: bool) -> str:
+    verdict = line.verdict + (" (late)" if line.late else "")
+    if line.reason and line.verdict != "met":
+        verdict += f": {line.reason}"
+    reply = line.reply
+    cells = [
+        tag("td", fmt_local(line.decided_at, tz)), tag("td", line.site), tag("td", line.channel),
+        tag("td", line.commitment), tag("td", verdict, class_=f"verdict v-{line.verdict} reason"),
+        tag("td", fmt_delay(line.delay_seconds), class_="num"), tag("td", reply.kind if reply else "–"),
+    ]
+    if show_replies:
+        cells += [tag("td", reply.subject if reply and reply.subject is not None else "–", class_="subject"),
+                  tag("td", reply.sender if reply and reply.sender else "–", class_="sender")]
+    return f'<tr data-probe="{esc(line.probe_id)}">{"".join(cells)}</tr>'
+
+
+def _health_section(view: StatusView) -> str:
+    checks = view.health.get("checks", {})
+    rows = "".join(
+        f"<tr>{tag('th', name, scope='row')}"
+        f"{tag('td', 'ok' if c.get('ok') else 'failing', class_='ok-text' if c.get('ok') else 'bad-text')}"
+        f"{tag('td', c.get('detail'))}{tag('td', c.get('since'))}</tr>"
+        for name, c in sorted(checks.items()))
+    if not rows:
+        rows = '<tr><td colspan="4">No check has reported yet.</td></tr>'
+    return (f'<section id="health"><h2>Monitor health: {esc(view.health.get("status", "unknown"))}</h2>'
+            '<table><thead><tr><th scope="col">check</th><th scope="col">state</th><th scope="col">detail</th>'
+            f'<th scope="col">since (UTC)</th></tr></thead><tbody>{rows}</tbody></table></section>')
+
+
+def _footer(view: StatusView) -> str:
+    return ('<footer class="note"><p>Verdicts follow the commitments of the configuration; a <em>void</em> probe is '
+            "a failure of the monitor itself and never counts against a site. Machine-readable figures: "
+            "<code>/api/v1/compliance</code>; health: <code>/healthz</code>; metrics: <code>/metrics</code>."
+            "</p></footer>")
