@@ -61,9 +61,9 @@ def parse_regrade(body: Any) -> RegradeRequest:
         raise bad_request("action: must be override, discount or clear")
     needs = ACTIONS[action]
     allowed = {"action", "reason", "commitment"} | ({needs} if needs else set())
-    unknown = sorted(str(k)[:40] for k in set(body) - allowed)
-    if unknown:
-        raise bad_request(f"{', '.join(unknown)}: not a field of a {action} (it takes {', '.join(sorted(allowed))})")
+    if set(body) - allowed:
+        raise bad_request(f"the body has fields a {action} does not take; it takes {', '.join(sorted(allowed))} "
+                          "(who regrades is the token's name, never a field)")
     if needs and needs not in body:
         raise bad_request(f"{needs}: is required for {action}")
     return RegradeRequest(action, _reason(body.get("reason")), _commitment(body.get("commitment")),

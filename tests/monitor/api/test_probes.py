@@ -128,7 +128,7 @@ async def test_a_date_to_includes_that_whole_local_day_and_an_instant_to_exclude
     ({"commitment": "Email Reply"}, "commitment"), ({"from": "2026-13-01"}, "from"), ({"from": "2026-02-30"}, "from"),
     ({"from": "2026-06-02T10:00:00"}, "from"), ({"to": "yesterday"}, "to"),
     ({"from": "2026-06-03", "to": "2026-06-02"}, "to"), ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
-    ({"cursor": "!!!"}, "cursor"), ({"sites": "petit-palais"}, "sites"), ({"format": "xml"}, "format"),
+    ({"cursor": "!!!"}, "cursor"), ({"sites": "petit-palais"}, "unknown parameter"), ({"format": "xml"}, "format"),
     ([("site", "petit-palais"), ("site", "maison-victor-hugo")], "site"),
 ])
 async def test_an_invalid_parameter_is_a_400_naming_it_without_echoing_the_value(api, params, named):
