@@ -178,6 +178,24 @@ async def _import_calls(store: Any, config: Config, args: argparse.Namespace) ->
         bar.close()
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor.clock import SystemClock
+    from monitor.report import PeriodError, ReportError, build_report
+
+    config = load_config(args.config)
+    out = Path(args.output)
+
+    async def build(store: Any) -> Path:
+        return await build_report(store, config, args.period, args.site, out, SystemClock().now())
+
+    try:
+        index = asyncio.run(_with_store(config, build))
+    except (PeriodError, ReportError) as exc:
+        raise UsageError(str(exc)) from None
+    print(index)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     report = asyncio.run(_with_store(config, lambda store: store.verify_chain()))
@@ -293,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     calls = command("import-calls", cmd_import_calls, "backfill a call log (CDR) into the store, with a progress bar")
     calls.add_argument("--source", required=True, help="the call_logs source id in the config")
     calls.add_argument("path", nargs="?", metavar="PATH", help="the file to read (not for SQL sources)")
+    report = command("report", cmd_report, "write the HTML audit report of a period")
+    report.add_argument("--period", required=True, help="2026-Q3, 2026-07, 2026 or 2026-07-01..2026-09-30")
+    report.add_argument("--site", help="only this site")
+    report.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write the report to")
     command("verify", cmd_verify, "check the tamper-evident event chain; exit 1 on a break")
     return parser
 

@@ -1,4 +1,4 @@
-"""The HTTP server (aiohttp): `/healthz` now; metrics, the API and the status page plug in here.
+"""The HTTP server (aiohttp): `/healthz`, `/metrics`, the status page `/` and the API `/api/v1/…`.
 
 `/healthz` is open (no token) and reads only memory, so it answers even when
 the database hangs: 200 with `ok` or `degraded`, 503 with `down` (what a
@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.metrics import make_metrics_app_handler
+from monitor.web import add_status_page
 
 SERVICE = web.AppKey("service", Any)
 
@@ -26,4 +27,5 @@ def make_app(service: Any) -> web.Application:
     app[SERVICE] = service
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", make_metrics_app_handler(service.registry, service.config.http.metrics_token))
+    add_status_page(app, service, show_replies=service.config.http.shows_reply_details)
     return app

@@ -388,7 +388,8 @@ class Runner:
             decided_at = before.decided_at if same and before.decided_at else now
         return VerdictRecord(
             probe_id=probe.id, commitment=cid, site=probe.site, channel=probe.channel,
-            verdict=judgement.verdict, deadline=judgement.deadline, started_at=probe.clock_start,
+            # A probe voided before it left has no clock start; its planned instant places it in a period.
+            verdict=judgement.verdict, deadline=judgement.deadline, started_at=probe.clock_start or probe.planned_at,
             answered_at=judgement.answered_at, delay_seconds=judgement.delay_seconds,
             business_delay_seconds=judgement.business_delay_seconds, late=judgement.late,
             reason=judgement.reason, decided_at=decided_at,

@@ -15,6 +15,7 @@ from typing import Any
 from monitor.clock import SystemClock
 from monitor.compliance import Compliance, compliance
 from monitor.config.models import Config
+from monitor.derived import overdue as overdue_counts
 from monitor.store.store import Store
 
 
@@ -56,7 +57,7 @@ async def compliance_rows(store: Store, config: Config, start: datetime | None, 
 
 async def status_rows(store: Store, config: Config, days: int = 30, now: datetime | None = None) -> list[StatusRow]:
     now = now or SystemClock().now()
-    overdue = await store.overdue_counts()
+    overdue = await overdue_counts(store, now)
     return [StatusRow(c, c.pending, overdue.get((c.site, c.commitment), 0))
             for c in await compliance_rows(store, config, now - timedelta(days=days), None)]
 

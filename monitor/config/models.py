@@ -465,6 +465,10 @@ class Site(Frozen):
 class HttpConfig(Frozen):
     listen: str = "127.0.0.1:9137"
     metrics_token: SecretStr | None = None
+    status_page_details: bool | None = Field(
+        default=None,
+        description="Show reply subjects and sender names on the open status page (`/`). Default: only "
+                    "when listening on loopback, since they are museum staff's personal data.")
 
     @field_validator("listen")
     @classmethod
@@ -481,6 +485,10 @@ class HttpConfig(Frozen):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def shows_reply_details(self) -> bool:
+        return self.status_page_details if self.status_page_details is not None else is_loopback(self.host)
 
 
 class ApiToken(Frozen):

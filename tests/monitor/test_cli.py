@@ -137,3 +137,19 @@ def test_run_serves_healthz_and_stops_cleanly_on_sigterm(paris_copy: Path) -> No
             _, err = process.communicate()
     assert process.returncode == 0, err
     assert "stopping" in err
+
+
+def test_report_writes_an_index_for_the_period(paris_copy: Path, tmp_path: Path, capsys) -> None:
+    run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    code, out, _ = run_cli("report", "-c", str(paris_copy), "--period", "2026-Q3", "-o", str(tmp_path / "r"),
+                           capsys=capsys)
+    index = Path(out.strip())
+    assert code == 0 and index == tmp_path / "r" / "index.html" and index.is_file()
+    assert "Maison de Victor Hugo" in index.read_text(encoding="utf-8")
+
+
+def test_report_explains_a_period_it_cannot_read(paris_copy: Path, tmp_path: Path, capsys) -> None:
+    run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    code, _, err = run_cli("report", "-c", str(paris_copy), "--period", "Q3", "-o", str(tmp_path / "r"),
+                           capsys=capsys)
+    assert code == 2 and "2026-Q3" in err
