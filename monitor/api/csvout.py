@@ -15,9 +15,17 @@ or carriage return get a leading `'`, so a spreadsheet shows them as text
 instead of evaluating them as a formula (CSV injection): a reason can quote
 a remote server's words.
 
+Input: export documents (`monitor.history.probe_document`), or the lighter
+`monitor.api.queries.csv_document` (no events, the subject given) that
+`export_csv` and the API read: two tables instead of three.
+
 Memory is constant: documents come from an async iterator (a page at a
 time), rows are encoded in chunks and handed on at once.  `progress` is
 called after each chunk with the number of probes written so far.
+
+For `qualimon export --format csv`:
+
+    count = await export_csv(store, sys.stdout.buffer, start, end, site=args.site, progress=bar.update_to)
 """
 
 from __future__ import annotations
@@ -25,7 +33,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
-from typing import Any, BinaryIO
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from monitor.store.store import Store
 
 BOM = "\ufeff"
 COLUMNS = ("probe_id", "site", "channel", "purpose", "origin", "status", "planned_at", "sent_at",
@@ -53,7 +65,9 @@ def text_cell(value: str | None) -> str:
 
 
 def subject_of(document: dict[str, Any]) -> str | None:
-    """The subject we sent, as recorded in the send events (email probes only)."""
+    """The subject we sent (email probes only): given as `subject`, or found in the send events."""
+    if "subject" in document:
+        return document["subject"]
     for event in document.get("events", ()):
         subject = event.get("data", {}).get("subject")
         if isinstance(subject, str):
@@ -115,3 +129,12 @@ async def write_csv(documents: AsyncIterable[dict[str, Any]], out: BinaryIO, *,
     async for chunk in csv_chunks(documents, progress=counted):
         out.write(chunk)
     return written
+
+
+async def export_csv(store: Store, out: BinaryIO, start: datetime | None = None, end: datetime | None = None, *,
+                     site: str | None = None, progress: Progress | None = None) -> int:
+    """Probes planned in [start, end) (one site or all) as CSV into `out`; returns how many probes."""
+    from monitor.api.queries import ProbeFilter, iter_csv_documents
+
+    documents = iter_csv_documents(store, ProbeFilter(site=site, start=start, end=end))
+    return await write_csv(documents, out, progress=progress)

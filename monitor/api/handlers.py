@@ -92,7 +92,7 @@ async def list_probes(request: web.Request, args: Args) -> web.StreamResponse:
     service = context(request).service
     where = probe_filter(args, service.config.timezone, channel=args.get("channel"))
     if wants_csv(args.get("format"), request.headers.get("Accept", "")):
-        return await stream_csv(request, queries.iter_documents(service.store, where, args.get("cursor")))
+        return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor")))
     page, after = await queries.probe_page(service.store, where, args.get("cursor"), args["limit"])
     items = await queries.documents(service.store, page)
     return json_ok({"items": items, "next_cursor": encode_cursor(after) if after else None})

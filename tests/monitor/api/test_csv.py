@@ -138,3 +138,25 @@ async def test_csv_ignores_the_page_limit_and_starts_after_the_cursor(api, histo
     response = await api.get("/api/v1/probes", params={"format": "csv", "limit": 1, "cursor": first["next_cursor"]})
     ids = {row[0] for row in parse(await response.read())[1:]}
     assert ids == {history["email"], history["planned"]}
+
+
+async def test_the_cli_export_the_api_and_the_full_documents_give_the_same_csv(api, store, history):
+    from monitor.api.csvout import export_csv
+    from monitor.history import iter_documents
+
+    cli = io.BytesIO()
+    assert await export_csv(store, cli) == 3
+    from_documents = io.BytesIO()
+    await write_csv(iter_documents(store), from_documents)
+    over_http = await (await api.get("/api/v1/probes", params={"format": "csv"})).read()
+    assert cli.getvalue() == from_documents.getvalue() == over_http
+
+
+async def test_the_cli_export_takes_a_period_and_a_site(store, history):
+    from datetime import datetime, timezone
+
+    from monitor.api.csvout import export_csv
+
+    out = io.BytesIO()
+    count = await export_csv(store, out, datetime(2026, 6, 3, tzinfo=timezone.utc), None, site="maison-victor-hugo")
+    assert count == 1 and parse(out.getvalue())[1][0] == history["planned"]
