@@ -138,11 +138,11 @@ async def variant_http(url: str) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     sink = CountingSink()
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/csv"}
-    async with ClientSession(headers=headers, timeout=ClientTimeout(total=None)) as http:
-        async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/probes") as response:
-            assert response.status == 200, await response.text()
-            async for chunk in response.content.iter_chunked(1 << 16):
-                sink.write(chunk)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/probes"
+    async with ClientSession(headers=headers, timeout=ClientTimeout(total=None)) as http, http.get(url) as response:
+        assert response.status == 200, await response.text()
+        async for chunk in response.content.iter_chunked(1 << 16):
+            sink.write(chunk)
     await runner.cleanup()
     await store.close()
     return {"probes": None, "rows": sink.rows - 1, "bytes": sink.bytes}

@@ -20,7 +20,7 @@ from aiohttp import web
 from monitor.api import queries
 from monitor.api.auth import Authenticator
 from monitor.api.csvout import csv_chunks
-from monitor.api.errors import SAFE_HEADERS, STREAMING, ApiError, bad_request, not_found
+from monitor.api.errors import SAFE_HEADERS, STREAMING, bad_request, not_found
 from monitor.api.params import PROBE_ID, Args, encode_cursor, period
 from monitor.api.regrade import RegradeRequest, parse_regrade
 from monitor.config.models import Role
@@ -28,7 +28,6 @@ from monitor.status import compliance_rows
 from monitor.store.records import ProbeRecord
 
 API_PREFIX = "/api/v1"
-CONTEXT = web.AppKey("qualimon_api", Any)
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,9 @@ class ApiContext:
     service: Any  # .config, .store, .runner, .clock
     auth: Authenticator
     openapi: dict[str, Any]
+
+
+CONTEXT = web.AppKey("qualimon_api", ApiContext)
 
 
 def context(request: web.Request) -> ApiContext:

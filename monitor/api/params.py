@@ -86,7 +86,7 @@ def parse_when(text: str) -> date | datetime:
         raise ValueError("must be a date (2026-07-01) or an instant with an offset (2026-07-01T00:00:00Z)")
     try:
         if "T" in text:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(ZoneInfo("UTC"))
+            return datetime.fromisoformat(text).astimezone(ZoneInfo("UTC"))
         return date.fromisoformat(text)
     except (ValueError, OverflowError):
         raise ValueError("is not a real date or instant") from None
@@ -117,7 +117,7 @@ def parse_cursor(text: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         version, instant, probe_id = raw.split("|")
-        at = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+        at = datetime.fromisoformat(instant)
     except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise failure from None
     if version != "1" or at.tzinfo is None or not re.fullmatch(PROBE_ID, probe_id):
@@ -128,7 +128,7 @@ def parse_cursor(text: str) -> Position:
 # ------------------------------------------------------------------ periods
 
 
-def period(args: Mapping[str, Any], zone: str) -> tuple[datetime | None, datetime | None]:
+def period(args: Args, zone: str) -> tuple[datetime | None, datetime | None]:
     """[start, end) in UTC from the `from` and `to` arguments (see the module docstring)."""
     tz = ZoneInfo(zone)
     start = _bound(args.get("from"), tz, end=False)

@@ -28,10 +28,19 @@ from sqlalchemy import exists, select, tuple_
 from monitor.api.params import Position
 from monitor.clock import iso_utc
 from monitor.config.models import Commitment, Config, Site
-from monitor.history import _details as load_details  # the bulk loader `qualimon export` uses
+from monitor.history import (
+    _details as load_details,  # the bulk loader `qualimon export` uses
+)
 from monitor.history import probe_document, public_value
 from monitor.status import site_commitments
-from monitor.store.records import CLOSED, SENT, VOID, ProbeRecord, StoredEvidence, VerdictRecord
+from monitor.store.records import (
+    CLOSED,
+    SENT,
+    VOID,
+    ProbeRecord,
+    StoredEvidence,
+    VerdictRecord,
+)
 from monitor.store.schema import Probe, Verdict
 from monitor.store.store import Store
 
@@ -198,7 +207,8 @@ def _whole(value: Any) -> int | None:
 
 def site_document(site: Site, commitments: list[str], *, contacts: bool) -> dict[str, Any]:
     """A site as configured.  `contacts`: its published address and number (auditors and admins only)."""
-    email = phone = None
+    email: dict[str, Any] | None = None
+    phone: dict[str, Any] | None = None
     if site.email is not None:
         email = {"per_month": site.email.per_month} | ({"address": site.email.address} if contacts else {})
     if site.phone is not None:

@@ -10,7 +10,14 @@ from monitor.api import auth as auth_module
 from monitor.api.auth import Authenticator
 from monitor.api.routes import ROUTES
 from monitor.config.models import Role
-from tests.monitor.api.conftest import SECRETS, TOKENS, Api, api_config, build_app, build_service
+from tests.monitor.api.conftest import (
+    SECRETS,
+    TOKENS,
+    Api,
+    api_config,
+    build_app,
+    build_service,
+)
 
 REGRADE = {"action": "override", "verdict": "void", "reason": "the museum was closed for works"}
 # (method, path, lowest role allowed); {email} is a probe id and {evidence} one of its evidence ids.

@@ -60,7 +60,7 @@ async def test_a_walk_neither_skips_nor_repeats_while_probes_are_written_between
             break
         reached = key(page["items"][-1])
         # Behind the position, at exactly its instant, and ahead of it; and some of the walked ones get sent.
-        last = datetime.fromisoformat(reached[0].replace("Z", "+00:00"))
+        last = datetime.fromisoformat(reached[0])
         for new in await insert(store, last - timedelta(minutes=25), last, last + timedelta(minutes=5)):
             added.append((new, reached))
         await send_due(api.service.runner)

@@ -2,7 +2,8 @@
 request, and every answer conforms to the document (status, content type, headers, body schema).
 
 The app runs on a free loopback port in a thread with its own event loop (schemathesis speaks HTTP
-through `requests`, synchronously), on a SQLite store seeded with an email probe, a call and a
+through `requests`, synchronously), on a SQLite store and then on PostgreSQL (which refuses what
+SQLite lets through: NUL characters, over-long values), each seeded with an email probe, a call and a
 planned probe.  Requests carry the admin token; schemathesis also replays them without it.
 
 `positive_data_acceptance` is left out: some requests valid for the schema are still refused with 400
@@ -31,6 +32,8 @@ from monitor.clock import FakeClock
 from monitor.kinds import Response
 from monitor.store.store import Store
 from tests.monitor.api.conftest import TOKENS, build_app, build_service, plan, send_due
+from tests.support import databases
+from tests.support.integration import need
 
 MAX_EXAMPLES = 25
 
@@ -38,8 +41,8 @@ MAX_EXAMPLES = 25
 class LiveApi:
     """The API served on 127.0.0.1:<free port> from a background thread until `stop`."""
 
-    def __init__(self, database: Path):
-        self.url = f"sqlite+aiosqlite:///{database}"
+    def __init__(self, url: str):
+        self.url = url
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
@@ -66,6 +69,8 @@ class LiveApi:
 
     async def _serve(self) -> tuple[web.AppRunner, Store]:
         store = Store.open(self.url)
+        if store.postgres:
+            await databases.empty_tables(store)
         clock = FakeClock(datetime(2026, 6, 2, 8, 30, tzinfo=timezone.utc))
         service = build_service(store, clock)
         await seed(service, clock)
@@ -86,11 +91,18 @@ async def seed(service, clock: FakeClock) -> None:  # type: ignore[no-untyped-de
     await plan(service.store, clock.now(), site="maison-victor-hugo")
 
 
-@pytest.fixture(scope="module")
-def live_api(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    database = tmp_path_factory.mktemp("schemathesis") / "store.db"
-    shutil.copy(sqlite_template, database)
-    server = LiveApi(database)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_api(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory,
+             postgres_url: str | None) -> Iterator[str]:
+    if request.param == "sqlite":
+        database = tmp_path_factory.mktemp("schemathesis") / "store.db"
+        shutil.copy(sqlite_template, database)
+        url = f"sqlite+aiosqlite:///{database}"
+    else:
+        need(postgres_url is not None, "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth)")
+        assert postgres_url is not None
+        url = postgres_url
+    server = LiveApi(url)
     base_url = server.start()
     yield base_url
     server.stop()
