@@ -1,10 +1,12 @@
 """Email probe: mystery emails sent through our SMTP server, answers read from the mystery mailbox.
 
-`probe` sends, `pipeline` turns mailbox messages into recorded answers,
-`message`/`classify`/`match`/`token` are the pure parts they share.
+`probe` sends, the watchers (`imap_watch`, `maildir_watch`) read the mailbox,
+`pipeline` turns what they read into recorded answers; `message`,
+`classify`, `match` and `token` are the pure parts they share.
 """
 
 from monitor.kinds import ProbeKind
+from probes.email.background import watch_mailboxes
 from probes.email.probe import reconcile, run
 
-KIND = ProbeKind("email", run, reconcile)
+KIND = ProbeKind("email", run, reconcile, background=watch_mailboxes)

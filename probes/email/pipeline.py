@@ -1,0 +1,143 @@
+"""From a message in the mystery mailbox to a recorded answer: classify, match, record.
+
+The watchers hand every new message to `ReplyPipeline.handle`.  It parses it
+(never raising on hostile input), classifies it, finds the probes it could
+answer (by Message-ID, token, plus-address or correspondent) and asks the
+runner to record it:
+
+- a human reply or auto-reply → a `response` event, with the raw message as
+  evidence; the runner decides the verdicts;
+- a permanent bounce → the probe is `missed` with reason `undeliverable`
+  and an operator-visible `operator_alert` event (the published address does
+  not work: that is the service's failure);
+- a transient bounce or a read receipt → recorded, the clock keeps running;
+- anything else (newsletters, our own blind copies, spam) → ignored.
+
+Watchers deliver at least once (a crash before the cursor is saved means a
+message comes again), so a message already recorded for a probe (same
+Message-ID) is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_
+
+from monitor.config.models import Config
+from monitor.kinds import Response
+from monitor.runner import Runner
+from monitor.store.records import SENDING, SENT, EvidenceItem, ProbeRecord
+from monitor.store.schema import Probe
+from probes.email.classify import Classification, classify
+from probes.email.match import Match, ProbeRef, match_message
+from probes.email.message import ParsedMessage, normalize_message_id, parse_message
+from probes.email.token import find_tokens, token_from_address
+from probes.email.watcher import FetchedMessage
+
+log = logging.getLogger("qualimon.email")
+
+NOT_COUNTED = {"read_receipt"}
+
+
+class ReplyPipeline:
+    def __init__(self, runner: Runner, config: Config):
+        self.runner = runner
+        self.config = config
+        self.site_by_address = {s.email.address.lower(): s.id for s in config.sites if s.email is not None}
+
+    async def handle(self, fetched: FetchedMessage) -> str:
+        """Record what `fetched` answers; returns what was done (for logs and tests)."""
+        message = parse_message(fetched.raw)
+        verdict = classify(message)
+        match = match_message(message, await self.candidates(message, verdict), received_at=fetched.received_at)
+        if match is None:
+            log.debug("unrelated message %s from %s (%s)", message.message_id, message.from_addr, verdict.reason)
+            return "unrelated"
+        if await self._already_recorded(str(match.probe_id), message.message_id):
+            return "duplicate"
+        await self._record(str(match.probe_id), message, verdict, match, fetched)
+        return f"{verdict.kind}:{match.method}"
+
+    async def _record(self, probe_id: str, message: ParsedMessage, verdict: Classification, match: Match,
+                      fetched: FetchedMessage) -> None:
+        details = _details(message, verdict, match, fetched)
+        evidence = (EvidenceItem(f"{verdict.kind}-{fetched.uid}.eml", "message/rfc822", fetched.raw),)
+        at = fetched.received_at
+        if verdict.kind == "bounce":
+            await self.runner.record_response(probe_id, Response("bounce", at, details, counts=False), evidence)
+            if verdict.bounce == "permanent":
+                probe = await self.runner.store.probe(probe_id)
+                address = probe.details.get("to", "?") if probe else "?"
+                await self.runner.record_failure(
+                    probe_id, "undeliverable",
+                    alert=f"the published address {address} bounces permanently "
+                          f"({verdict.status_code or 'no status'}): check it with the site")
+            return
+        counts = verdict.kind not in NOT_COUNTED
+        await self.runner.record_response(probe_id, Response(verdict.kind, at, details, counts=counts), evidence)
+
+    async def candidates(self, message: ParsedMessage, verdict: Classification) -> list[ProbeRef]:
+        """Probes this message could answer, found by index instead of scanning every open probe."""
+        ids, tokens, sites = _keys(message, verdict, self.site_by_address)
+        conditions = []
+        if ids:
+            conditions.append(Probe.message_id.in_([f"<{i}>" for i in ids] + list(ids)))
+        if tokens:
+            conditions.append(Probe.token.in_(tokens))
+        if sites:
+            conditions.append(Probe.site.in_(sites))
+        if not conditions:
+            return []
+        probes = await self.runner.store.probes_where(
+            Probe.channel == "email", Probe.status.in_((SENDING, SENT)), or_(*conditions))
+        return [ref for p in probes if (ref := self._ref(p)) is not None]
+
+    def _ref(self, probe: ProbeRecord) -> ProbeRef | None:
+        if not (probe.token and probe.message_id):
+            return None
+        sent_at = probe.sent_at or probe.planned_at  # a reply may beat our own "sent" record
+        watch_until = probe.watch_until or sent_at + timedelta(days=self.config.runner.watch_days + 31)
+        return ProbeRef(probe.id, probe.token, probe.message_id, probe.details.get("to", ""),
+                        probe.details.get("subject", ""), sent_at, watch_until)
+
+    async def _already_recorded(self, probe_id: str, message_id: str) -> bool:
+        if not message_id:
+            return False
+        wanted = normalize_message_id(message_id)
+        return any(e.type == "response" and normalize_message_id(e.data.get("message_id", "")) == wanted
+                   for e in await self.runner.store.events_for(probe_id))
+
+
+def _keys(message: ParsedMessage, verdict: Classification,
+          site_by_address: dict[str, str]) -> tuple[set[str], set[str], set[str]]:
+    texts = [message.subject, message.body]
+    ids = {*message.in_reply_to, *message.references}
+    addresses = {message.from_addr, *verdict.failed_recipients}
+    if message.original is not None:  # the message a bounce or receipt is about
+        ids.add(message.original.message_id)
+        texts += [message.original.subject, message.original.body]
+        addresses.update(message.original.to)
+    if message.disposition is not None:
+        ids.add(message.disposition.original_message_id)
+    tokens = {t for text in texts for t in find_tokens(text)}
+    tokens |= {t for a in (*message.to, *message.cc, *message.delivered_to) if (t := token_from_address(a))}
+    sites = {site_by_address[a.lower()] for a in addresses if a and a.lower() in site_by_address}
+    return {normalize_message_id(i) for i in ids if i}, tokens, sites
+
+
+def _details(message: ParsedMessage, verdict: Classification, match: Match,
+             fetched: FetchedMessage) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "method": match.method, "message_id": message.message_id, "from": message.from_addr,
+        "from_name": message.from_name[:200],
+        "subject": message.subject[:300], "rule": verdict.reason, "source": fetched.source, "uid": str(fetched.uid),
+    }
+    if verdict.kind == "bounce":
+        details |= {"bounce": verdict.bounce, "status": verdict.status_code,
+                    "failed_recipients": list(verdict.failed_recipients)}
+    if fetched.truncated:
+        details["truncated"] = True
+    return details
