@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -28,7 +28,7 @@ from monitor.service import Service
 from monitor.store.records import NewProbe
 from tests.conftest import config_from
 from tests.support import databases
-from tests.support.dovecot import DovecotServer, running_dovecot
+from tests.support.dovecot import DovecotServer
 from tests.support.integration import free_port
 from tests.support.smtp import Received, RecordingHandler, password_checker, smtp_server
 
@@ -56,12 +56,6 @@ sites:
   - {{id: maison-victor-hugo, name: Maison de Victor Hugo, calendar: offices,
       email: {{address: {desk}, per_month: 0}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotServer]:
-    with running_dovecot() as server:
-        yield server
 
 
 class World:
