@@ -87,6 +87,7 @@ from probes.email.watcher import (
     WatcherStats,
     deliver,
     ignore_status,
+    report_status,
 )
 
 log = logging.getLogger(__name__)
@@ -668,7 +669,7 @@ class ImapWatcher:
             else:
                 log.warning("mailbox %s: down: %s", self.name, detail)
         self._up = up
-        self.on_status(up, detail)
+        report_status(self.on_status, self.name, up, detail)
 
     def _describe(self, exc: BaseException) -> str:
         where = f"{self.config.host}:{self.config.port_or_default()}"

@@ -49,6 +49,7 @@ from probes.email.watcher import (
     WatcherStats,
     deliver,
     ignore_status,
+    report_status,
 )
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class MaildirWatcher:
         if up != self._up:
             (log.info if up else log.warning)("mailbox %s: %s: %s", self.name, "up" if up else "down", detail)
         self._up = up
-        self.on_status(up, detail)
+        report_status(self.on_status, self.name, up, detail)
 
 
 def _handled_before(listing: dict[str, Path], cutoff: float | None) -> set[bytes]:

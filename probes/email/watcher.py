@@ -81,6 +81,14 @@ def ignore_status(up: bool, detail: str) -> None:
     """The default status callback: the watcher still logs every change."""
 
 
+def report_status(callback: StatusCallback, mailbox: str, up: bool, detail: str) -> None:
+    """Call the status callback; its failure is logged, never allowed to stop the watcher."""
+    try:
+        callback(up, detail)
+    except Exception as exc:  # noqa: BLE001 - a broken health hook must not stop mail from being read
+        log.error("mailbox %s: status callback failed (%s)", mailbox, type(exc).__name__)
+
+
 class Watcher(Protocol):
     name: str
     stats: WatcherStats

@@ -340,6 +340,21 @@ async def test_it_reads_over_implicit_tls(sqlite_store: Store) -> None:
 
 
 @pytest.mark.integration
+async def test_it_reissues_idle_before_the_server_would_drop_it_and_keeps_receiving(
+        dovecot: DovecotServer, sqlite_store: Store) -> None:
+    recorder = Recorder()
+    watcher = watcher_for(dovecot, sqlite_store, recorder, idle_renew_seconds=0.2)
+    async with watching(watcher, recorder):
+        await until(lambda: sum(idling(*status) for status in recorder.statuses) >= 4, 5.0,
+                    "IDLE issued four times")
+        await dovecot.aappend(message("after the renewals"))
+        await recorder.wait_for(1)
+
+    assert recorder.subjects == ["after the renewals"]
+    assert watcher.stats.reconnects == 0
+
+
+@pytest.mark.integration
 async def test_a_server_that_refuses_connections_is_reported_down_until_it_accepts(
         dovecot: DovecotServer, sqlite_store: Store) -> None:
     dovecot.kill()
