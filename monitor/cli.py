@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
     return _run_until_signal(lambda stop: run_demo(stop, duration=args.duration, listen=args.listen,
-                                                   workdir=args.workdir), duration=args.duration)
+                                                   workdir=args.workdir, pace=args.pace), duration=args.duration)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     demo.add_argument("--listen", default="127.0.0.1:9137", help="HTTP address (default 127.0.0.1:9137)")
     demo.add_argument("--workdir", default=None, help="keep the demo's files here instead of a temp dir")
+    demo.add_argument("--pace", type=float, default=1.0, help="scale every simulated delay (0.1: ten times faster)")
     check = command("check-config", cmd_check_config, "validate a config file", config=False)
     check.add_argument("file", metavar="FILE")
     db = sub.add_parser("db", help="database maintenance")
@@ -325,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("apscheduler", "aiosqlite", "alembic", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # flufl.bounce logs every detector it tries, and a traceback when one trips on a hostile message
+    # that we then classify anyway: neither helps an operator.
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     try:
         return args.handler(args)
     except ConfigError as exc:

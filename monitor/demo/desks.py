@@ -65,12 +65,14 @@ class Maildir:
 
 
 class DeskHandler:
+    DEFAULT_DELAYS = {"reply": 25.0, "ack": 3.0, "late_reply": 70.0, "bounce": 4.0}
+
     def __init__(self, maildir: Maildir, own_address: str, behaviours: Mapping[str, str],
                  delays: Mapping[str, float] | None = None):
         self.maildir = maildir
         self.own_address = own_address.lower()
         self.behaviours = {k.lower(): v for k, v in behaviours.items()}
-        self.delays = {"reply": 25.0, "ack": 3.0, "late_reply": 70.0, "bounce": 4.0, **(delays or {})}
+        self.delays = {**self.DEFAULT_DELAYS, **(delays or {})}
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)

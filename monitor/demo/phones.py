@@ -3,6 +3,7 @@
 It plays the called party (a UAS) with one behaviour per dialled number:
 
 - `answer`  rings, then an agent picks up after `answer_after` seconds;
+- `quick`   an agent picks up after one ring;
 - `busy`    486 Busy Here;
 - `never`   rings until our CANCEL (200 to the CANCEL, 487 to the INVITE);
 - `machine` an answering machine picks up at once (out of opening hours).
@@ -92,9 +93,10 @@ class MuseumLines(asyncio.DatagramProtocol):
         behaviour = self.behaviours.get(_number(invite.uri), "never")
         if behaviour == "busy":
             self._final(call, 486, "Busy Here")
-        elif behaviour == "machine":
+        elif behaviour in ("machine", "quick"):
             self._ring(call)
-            call.answer = asyncio.get_running_loop().call_later(1.0, self._pick_up, call)
+            call.answer = asyncio.get_running_loop().call_later(1.0 if behaviour == "machine" else 3.0,
+                                                                self._pick_up, call)
         elif behaviour == "answer":
             self._ring(call)
             call.answer = asyncio.get_running_loop().call_later(self.answer_after, self._pick_up, call)
