@@ -73,7 +73,7 @@ class FetchedMessage:
     truncated: bool
 
 
-Handler = Callable[[FetchedMessage], Awaitable[None]]
+Handler = Callable[[FetchedMessage], Awaitable[object]]   # whatever it returns is ignored
 StatusCallback = Callable[[bool, str], None]
 
 
