@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -223,11 +224,20 @@ async def _with_store(config: Config, work: Callable[[Any], Any]) -> Any:
 
 
 def _run_until_signal(start: Callable[[asyncio.Event], Any], duration: float | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or `duration`); a second signal exits at once if shutdown hangs."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                log.error("second signal: exiting without waiting for a clean shutdown")
+                os._exit(130)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         if duration:
             loop.call_later(duration, stop.set)
         await start(stop)
