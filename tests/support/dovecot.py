@@ -30,6 +30,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -133,13 +134,17 @@ class DovecotServer:
     # ---- process
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start Dovecot and return once it greets IMAP clients (a bound port alone is not enough)."""
         binary = need_binary("dovecot", "dovecot-imapd")
+        # A master killed while starting leaves this lock; the next one would wait ~5 s on it while
+        # already accepting connections that nobody answers.  No master of ours runs now: drop it.
+        (self.root / "state" / "instances.lock").unlink(missing_ok=True)
         with open(self.root / "dovecot.stderr", "ab") as log:
             # Own session: kill() reaches the master and every process it forked.
             self.process = subprocess.Popen([binary, "-F", "-c", str(self.conf)], stdout=log, stderr=log,
                                             start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not tcp_open(self.host, self.port, timeout=0.2):
+        while not _greets(self.host, self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dovecot did not start: {self.log_tail()}")
             time.sleep(0.02)
@@ -274,6 +279,14 @@ class DovecotServer:
             raise RuntimeError(f"no message with UID {uid}")
         found = re.search(rb"FLAGS \(([^)]*)\)", data[0] if isinstance(data[0], bytes) else data[0][0])
         return set(found.group(1).decode().split()) if found else set()
+
+
+def _greets(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            return sock.recv(64).startswith(b"* OK")
+    except OSError:
+        return False
 
 
 def _quote(folder: str) -> bytes:
