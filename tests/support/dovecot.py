@@ -13,9 +13,10 @@ Maildir that the helpers can fill three ways:
 - `deliver_file()`: a file dropped into the Maildir's `new/`, as the local
   delivery agent does — the only way while the server is down.
 
-`restart()` stops Dovecot the way an operator does (`doveadm stop`: clients
-get BYE) and starts it again on the same port; `kill()` is the fast stop used
-at teardown.  When running as root, the mail processes run as the `dovecot`
+`stop()` stops Dovecot as `systemctl stop` does (SIGTERM to every process:
+clients in IDLE get BYE), `start()` brings it back on the same port and
+returns once it greets, `restart()` does both; `kill()` (SIGKILL, no BYE) is
+the teardown.  When running as root, the mail processes run as the `dovecot`
 user, so everything lives outside pytest's private tmp directory.
 """
 
