@@ -489,7 +489,16 @@ class ImapSession:
                 task.cancel()
         if not task.done() or task.cancelled():
             raise ConnectionLost(self._lost_reason(what))
-        return task.result()
+        try:
+            return task.result()
+        except aioimaplib.CommandTimeout:
+            raise ImapFailure(f"{what} timed out") from None
+        except aioimaplib.AioImapException as exc:
+            # Some aioimaplib messages quote the pending command, LOGIN and its password included.
+            raise ImapFailure(self._scrub(f"{what} failed: {exc}")) from None
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
 
     def _lost_reason(self, what: str) -> str:
         bye = self.client.protocol.bye

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aioimaplib  # type: ignore[import-untyped]
 import pytest
 from pydantic import SecretStr
 
@@ -25,6 +26,7 @@ from monitor.clock import SystemClock
 from monitor.store.records import Cursor
 from monitor.store.store import Store, StoreUnavailable
 from probes.email.imap_watch import (
+    ImapFailure,
     ImapSession,
     ImapWatcher,
     find_by_message_id,
@@ -474,3 +476,17 @@ def test_reconnect_delays_double_with_jitter_up_to_the_cap_and_restart_after_a_s
     for delay, ceiling in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
         assert ceiling / 2 <= delay <= ceiling
     assert backoff.next_delay() <= 1.0
+
+
+async def test_an_aioimaplib_error_quoting_the_login_command_loses_the_password_on_the_way_up() -> None:
+    secret = "pw-in-an-error-Kq9"
+
+    async def failing_login() -> None:
+        raise aioimaplib.Abort(f'unexpected tagged response with pending sync command (A1 LOGIN jeanne "{secret}")')
+
+    session = ImapSession(client=None, lost=asyncio.Event(), secret=secret)  # type: ignore[arg-type]
+    with pytest.raises(ImapFailure) as raised:
+        await session._call(failing_login(), "login")
+
+    assert secret not in str(raised.value) and "***" in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
