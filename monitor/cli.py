@@ -122,25 +122,41 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from monitor.history import iter_documents
-
     config = load_config(args.config)
     tz = ZoneInfo(config.timezone)
     start = _day_start(args.from_, tz)
     end = _day_start(args.to, tz, next_day=True)
     if start and end and end <= start:
         raise UsageError("--to is before --from")
-
-    async def export(store: Any) -> int:
-        count = 0
-        async for document in iter_documents(store, start, end, site=args.site):
-            sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-
-    count = asyncio.run(_with_store(config, export))
+    export = _export_csv if args.format == "csv" else _export_jsonl
+    count = asyncio.run(_with_store(config, lambda store: export(store, start, end, args.site)))
     print(f"exported {count} probes", file=sys.stderr)
     return 0
+
+
+async def _export_jsonl(store: Any, start: datetime | None, end: datetime | None, site: str | None) -> int:
+    from monitor.history import iter_documents
+
+    count = 0
+    async for document in iter_documents(store, start, end, site=site):
+        sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+async def _export_csv(store: Any, start: datetime | None, end: datetime | None, site: str | None) -> int:
+    """Streamed (constant memory), UTF-8 with a BOM so spreadsheets read accents right."""
+    from monitor.api.csvout import export_csv
+    from monitor.progress import ProgressBar
+
+    bar = ProgressBar(total=await store.count_probes(start, end, site=site), unit="probes")
+    try:
+        count = await export_csv(store, sys.stdout.buffer, start, end, site=site,
+                                 progress=lambda done: bar.update(done, done))
+    finally:
+        bar.close()
+    sys.stdout.flush()
+    return count
 
 
 def cmd_import_calls(args: argparse.Namespace) -> int:
@@ -314,11 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
     status.add_argument("--format", choices=["table", "json"], default="table")
-    export = command("export", cmd_export, "probe history for auditors, one JSON object per line")
+    export = command("export", cmd_export, "probe history for auditors (JSON Lines or CSV)")
     export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")
     export.add_argument("--site", help="only this site")
-    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                        help="jsonl: one probe per line with events; csv: one row per probe and commitment")
     calls = command("import-calls", cmd_import_calls, "backfill a call log (CDR) into the store, with a progress bar")
     calls.add_argument("--source", required=True, help="the call_logs source id in the config")
     calls.add_argument("path", nargs="?", metavar="PATH", help="the file to read (not for SQL sources)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.api import add_api_routes
 from monitor.metrics import make_metrics_app_handler
 from monitor.web import add_status_page
 
@@ -28,4 +29,5 @@ def make_app(service: Any) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", make_metrics_app_handler(service.registry, service.config.http.metrics_token))
     add_status_page(app, service, show_replies=service.config.http.shows_reply_details)
+    add_api_routes(app, service)
     return app

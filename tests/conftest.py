@@ -64,13 +64,16 @@ def config_from(text: str, **environ: str) -> Config:
 
 
 def paris_in(workdir: Path, port: int = 9137) -> Path:
-    """The Paris config rewritten to live in `workdir`: its database, an (empty) call log, an HTTP port."""
+    """The Paris config rewritten to live in `workdir`: database, (empty) call log and Maildir, HTTP port."""
     cdr = workdir / "Master.csv"
     cdr.touch()
+    for sub in ("new", "cur", "tmp"):
+        (workdir / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
     text = (PARIS.read_text(encoding="utf-8")
             .replace("sqlite+aiosqlite:///qualimon.db", f"sqlite+aiosqlite:///{workdir / 'q.db'}")
             .replace("127.0.0.1:9137", f"127.0.0.1:{port}")
-            .replace("/var/log/asterisk/cdr-csv/Master.csv", str(cdr)))
+            .replace("/var/log/asterisk/cdr-csv/Master.csv", str(cdr))
+            .replace("/var/mail/qualimon/Maildir", str(workdir / "Maildir")))
     path = workdir / "paris.yaml"
     path.write_text(text, encoding="utf-8")
     return path

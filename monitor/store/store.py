@@ -308,6 +308,15 @@ class Store:
             Probe.planned_at >= start, Probe.planned_at < end,
         )
 
+    async def count_probes(self, start: datetime | None = None, end: datetime | None = None, *,
+                           site: str | None = None) -> int:
+        """Probes planned in [start, end), for progress bars."""
+        query = select(func.count()).select_from(Probe).where(in_period(Probe.planned_at, start, end))
+        if site is not None:
+            query = query.where(Probe.site == site)
+        async with self.read() as conn:
+            return (await conn.execute(query)).scalar_one()
+
     async def open_tokens(self) -> set[str]:
         async with self.read() as conn:
             rows = await conn.execute(select(Probe.token).where(

@@ -153,3 +153,17 @@ def test_report_explains_a_period_it_cannot_read(paris_copy: Path, tmp_path: Pat
     code, _, err = run_cli("report", "-c", str(paris_copy), "--period", "Q3", "-o", str(tmp_path / "r"),
                            capsys=capsys)
     assert code == 2 and "2026-Q3" in err
+
+
+def test_export_as_csv_streams_rows_a_spreadsheet_opens(paris_copy: Path, capsysbinary) -> None:
+    import csv
+    import io
+
+    main(["db", "upgrade", "-c", str(paris_copy)])
+    probe_id = asyncio.run(_probe_sent_three_days_ago(paris_copy))
+    capsysbinary.readouterr()
+    assert main(["export", "-c", str(paris_copy), "--format", "csv"]) == 0
+    out = capsysbinary.readouterr().out
+    assert out.startswith("\ufeff".encode()) and b"\r\n" in out
+    rows = list(csv.DictReader(io.StringIO(out.decode("utf-8-sig"))))
+    assert rows and {r["probe_id"] for r in rows} == {probe_id}
