@@ -64,7 +64,7 @@ async def iter_documents(store: Store, start: datetime | None = None, end: datet
         page = await _page(store, start, end, site, after)
         if not page:
             return
-        events, verdicts = await _details(store, [p.id for p in page])
+        events, verdicts = await load_details(store, [p.id for p in page])
         for probe in page:
             yield probe_document(probe, events.get(probe.id, []), verdicts.get(probe.id, {}))
         after = (page[-1].planned_at, page[-1].id)
@@ -84,7 +84,7 @@ async def _page(store: Store, start: datetime | None, end: datetime | None, site
     return await store.probes_where(*conditions, limit=PAGE)
 
 
-async def _details(store: Store, ids: list[str]) -> tuple[dict[str, list[EventRecord]],
+async def load_details(store: Store, ids: list[str]) -> tuple[dict[str, list[EventRecord]],
                                                           dict[str, dict[str, VerdictRecord]]]:
     events: dict[str, list[EventRecord]] = defaultdict(list)
     verdicts: dict[str, dict[str, VerdictRecord]] = defaultdict(dict)

@@ -96,7 +96,8 @@ def _apply_regrade(overrides: dict[str | None, Override], data: dict) -> None:
     if data.get("action") == "override":
         if target is None:
             overrides.clear()
-        overrides[target] = Override(data["verdict"], f"regraded by {data['by']}: {data['reason']}")
+        # The verdict's reason column holds 200 characters; the full text stays in the event.
+        overrides[target] = Override(data["verdict"], f"regraded by {data['by']}: {data['reason']}"[:200])
     elif data.get("action") == "clear":
         if target is None:
             overrides.clear()

@@ -28,10 +28,7 @@ from sqlalchemy import exists, select, tuple_
 from monitor.api.params import Position
 from monitor.clock import iso_utc
 from monitor.config.models import Commitment, Config, Site
-from monitor.history import (
-    _details as load_details,  # the bulk loader `qualimon export` uses
-)
-from monitor.history import probe_document, public_value
+from monitor.history import load_details, probe_document, public_value
 from monitor.status import site_commitments
 from monitor.store.records import (
     CLOSED,

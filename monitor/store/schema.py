@@ -148,6 +148,8 @@ class Verdict(Base):
     __table_args__ = (
         Index("ix_verdicts_site_commitment_started_at", "site", "commitment", "started_at"),
         Index("ix_verdicts_verdict_deadline", "verdict", "deadline"),
+        # Compliance of a period: a range on started_at, counted by (site, commitment, verdict) from the index.
+        Index("ix_verdicts_started_at_site_commitment_verdict", "started_at", "site", "commitment", "verdict"),
     )
 
 

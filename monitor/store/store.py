@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, true, tuple_, update
+from sqlalchemy import and_, case, delete, func, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import chain
@@ -231,6 +231,7 @@ class StoreTx:
         }])
 
 
+VERDICTS = ("pending", "met", "missed", "void")
 VERDICT_COLUMNS = ("probe_id", "commitment", "site", "channel", "verdict", "deadline", "started_at", "answered_at",
                    "delay_seconds", "business_delay_seconds", "late", "reason", "decided_at")
 
@@ -397,15 +398,18 @@ class Store:
                              site: str | None = None, commitment: str | None = None
                              ) -> dict[tuple[str, str, str], int]:
         """(site, commitment, verdict) → count, for probes whose clock started in [since, until)."""
-        query = select(Verdict.site, Verdict.commitment, Verdict.verdict, func.count()).group_by(
-            Verdict.site, Verdict.commitment, Verdict.verdict).where(in_period(Verdict.started_at, since, until))
+        # One row per (site, commitment) with a sum per verdict: half the rows of grouping by verdict too.
+        sums = [func.sum(case((Verdict.verdict == v, 1), else_=0)) for v in VERDICTS]
+        query = (select(Verdict.site, Verdict.commitment, *sums)
+                 .where(in_period(Verdict.started_at, since, until))
+                 .group_by(Verdict.site, Verdict.commitment))
         if site is not None:
             query = query.where(Verdict.site == site)
         if commitment is not None:
             query = query.where(Verdict.commitment == commitment)
         async with self.read() as conn:
             rows = await conn.execute(query)
-            return {(s, c, v): n for s, c, v, n in rows}
+            return {(s, c, v): int(n) for s, c, *counts in rows for v, n in zip(VERDICTS, counts) if n}
 
     async def open_counts(self, now: datetime) -> dict[tuple[str, str], tuple[int, datetime | None]]:
         """(site, channel) → (open probes, oldest clock start among them)."""

@@ -83,6 +83,16 @@ class World:
         found = await self.service.store.verdicts_for(probe_id)
         return {c: (v.verdict, v.reason) for c, v in found.items()}
 
+    async def responses(self, probe_id: str) -> list[dict]:
+        return [e.data for e in await self.service.store.events_for(probe_id) if e.type == "response"]
+
+    async def until_responses(self, probe_id: str, count: int, timeout: float = 10.0) -> list[dict]:
+        started = time.monotonic()
+        while len(found := await self.responses(probe_id)) < count:
+            assert time.monotonic() - started < timeout, f"only {len(found)} responses recorded"
+            await asyncio.sleep(0.05)
+        return found
+
     async def until(self, probe_id: str, wanted: dict[str, tuple[str, str | None]], timeout: float = 5.0) -> float:
         """Wait (bounded) for the verdicts; returns how long it took."""
         started = time.monotonic()
@@ -205,26 +215,26 @@ async def test_a_permanent_bounce_is_the_museums_failure_and_alerts_the_operator
 async def test_a_transient_bounce_keeps_the_clock_running_until_the_reply(world: World) -> None:
     probe_id, sent = await world.send_probe()
     await world.desk_writes(delayed_dsn(sent))
-    await asyncio.sleep(0.5)
+    [dsn] = await world.until_responses(probe_id, 1)
+    assert dsn["bounce"] == "transient"
     assert await world.verdicts(probe_id) == PENDING
-    kinds = [e.data.get("bounce") for e in await world.service.store.events_for(probe_id) if e.type == "response"]
-    assert kinds == ["transient"]
     await world.desk_writes(reply(DESK, sent, "Bonjour, désolés du délai."))
     await world.until(probe_id, BOTH_MET)
 
 
 async def test_an_unrelated_newsletter_matches_nothing(world: World) -> None:
-    probe_id, _ = await world.send_probe()
+    probe_id, sent = await world.send_probe()
     await world.desk_writes(newsletter())
-    await asyncio.sleep(0.7)
-    assert await world.verdicts(probe_id) == PENDING
-    assert [e for e in await world.service.store.events_for(probe_id) if e.type == "response"] == []
+    await world.desk_writes(reply(DESK, sent, "Bonjour."))  # read after the newsletter (UID order)
+    await world.until(probe_id, BOTH_MET)
+    assert [r["from"] for r in await world.responses(probe_id)] == [DESK]
 
 
 async def test_our_own_blind_copy_is_never_taken_for_an_answer(world: World) -> None:
-    probe_id, _ = await world.send_probe()
-    await asyncio.sleep(0.7)  # the copy reached the mailbox and the watcher at once
-    assert await world.verdicts(probe_id) == PENDING
+    probe_id, sent = await world.send_probe()  # its blind copy is already in the mailbox
+    await world.desk_writes(reply(DESK, sent, "Bonjour."))
+    await world.until(probe_id, BOTH_MET)
+    assert [r["from"] for r in await world.responses(probe_id)] == [DESK]
 
 
 async def test_healthz_is_degraded_while_dovecot_is_down_and_nothing_is_missed(world: World) -> None:

@@ -1,0 +1,30 @@
+"""index for compliance of a period
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('verdicts', schema=None) as batch_op:
+        batch_op.create_index('ix_verdicts_started_at_site_commitment_verdict', ['started_at', 'site', 'commitment', 'verdict'], unique=False)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('verdicts', schema=None) as batch_op:
+        batch_op.drop_index('ix_verdicts_started_at_site_commitment_verdict')
+
