@@ -81,6 +81,14 @@ async def compliance(request: web.Request, args: Args) -> web.Response:
 
 async def list_calls(request: web.Request, args: Args) -> web.Response:
     service = context(request).service
+    if args.get("source") == "calllog":
+        where = probe_filter(args, service.config.timezone, channel="phone")
+        try:
+            rows, after = await queries.calllog_page(service.store, where, args.get("cursor"), args["limit"])
+        except ValueError as exc:
+            raise bad_request(f"cursor {exc}") from None
+        items = [queries.calllog_document(row, service.config) for row in rows]
+        return json_ok({"items": items, "next_cursor": encode_cursor(after) if after else None})
     where = probe_filter(args, service.config.timezone, channel="phone", statuses=queries.CALL_STATUSES)
     page, after = await queries.probe_page(service.store, where, args.get("cursor"), args["limit"])
     items = await queries.call_documents(service.store, page)

@@ -18,6 +18,7 @@ the same bulk queries as `qualimon export`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,8 +39,8 @@ from monitor.store.records import (
     StoredEvidence,
     VerdictRecord,
 )
-from monitor.store.schema import Probe, Verdict
-from monitor.store.store import Store
+from monitor.store.schema import Call, Probe, Verdict
+from monitor.store.store import Store, in_period
 
 EXPORT_PAGE = 500
 CALL_STATUSES = (SENT, CLOSED, VOID)  # calls that were placed, or that we failed to place (void)
@@ -188,6 +189,43 @@ def call_document(probe: ProbeRecord, verdicts: dict[str, VerdictRecord]) -> dic
         "outcome": outcome, "ring_seconds": _number(details.get("ring_seconds")),
         "rings": _whole(details.get("rings")), "reason": probe.void_reason,
         "verdicts": {cid: public_value(v.public()) for cid, v in sorted(verdicts.items())},
+    }
+
+
+async def calllog_page(store: Store, where: ProbeFilter, after: Position | None,
+                       limit: int) -> tuple[list[Any], Position | None]:
+    """Call-log records in (started_at, id) order after `after`, with the probe filters' meaning."""
+    conditions = [in_period(Call.started_at, where.start, where.end)]
+    if where.site is not None:
+        conditions.append(Call.site == where.site)
+    if where.commitment is not None:
+        conditions.append(Call.commitment == where.commitment)
+    if where.verdict is not None:
+        conditions.append(Call.verdict == where.verdict)
+    if after is not None:
+        if not after[1].isdigit():
+            raise ValueError("this cursor belongs to another list")
+        conditions.append(tuple_(Call.started_at, Call.id) > tuple_(after[0], int(after[1])))
+    query = select(Call).where(*conditions).order_by(Call.started_at, Call.id).limit(limit + 1)
+    async with store.read() as conn:
+        rows = (await conn.execute(query)).all()
+    page = rows[:limit]
+    return page, ((page[-1].started_at, str(page[-1].id)) if len(rows) > limit else None)
+
+
+def calllog_document(row: Any, config: Config) -> dict[str, Any]:
+    """A call-log record in the call-record shape (no caller number: it is personal data)."""
+    commitment = config.commitments.get(row.commitment) if row.commitment else None
+    cadence = commitment.ring_cadence_seconds if commitment else 5.0
+    rings = max(1, math.ceil(row.ring_seconds / cadence)) if row.ring_seconds else None
+    verdicts = {} if row.commitment is None else {row.commitment: {
+        "verdict": row.verdict, "deadline": None, "delay_seconds": row.delay_seconds,
+        "business_delay_seconds": None, "late": bool(row.late), "reason": row.reason}}
+    return {
+        "id": f"{row.source}:{row.id}", "source": "calllog", "site": row.site, "purpose": row.opening,
+        "status": "closed", "started_at": iso_utc(row.started_at), "answered_at": iso_utc(row.answered_at),
+        "outcome": row.outcome, "ring_seconds": row.ring_seconds, "rings": rings, "reason": row.reason,
+        "verdicts": verdicts,
     }
 
 

@@ -64,6 +64,9 @@ COMMITMENT_FILTER = commitment_param("Only probes with a verdict for this commit
 VERDICT_FILTER = Param("verdict", {"type": "string", "enum": list(VERDICTS)},
                        "Only probes with this verdict (for `commitment` when given, else for any commitment).",
                        one_of(VERDICTS))
+CALL_SOURCE = Param("source", {"type": "string", "enum": ["mystery", "calllog"], "default": "mystery"},
+                    "mystery: our own calls; calllog: the sites' real calls from their call logs.",
+                    one_of(("mystery", "calllog")), default="mystery")
 PROBE_FILTERS = (site_param(), CHANNEL_FILTER, COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM)
 FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
                "csv streams every matching probe from `cursor` on as CSV (limit does not apply); "
@@ -87,9 +90,10 @@ ROUTES: tuple[Route, ...] = (
                       "[from, to); void probes are left out of the ratio; Wilson 95 % bounds. Without from/to: "
                       "all history. Sites or commitments not in the config give an empty list."),
     Route("GET", "/calls", handlers.list_calls, Role.viewer, "Call records with their verdicts", "CallPage",
-          (site_param(), COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM),
-          description="Mystery calls placed (or that we failed to place: void) in the call-record shape, "
-                      "`source` = mystery; call-log (CDR) records will join with their source id and never a "
+          (CALL_SOURCE, site_param(), COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM),
+          description="`source=mystery` (default): the mystery calls placed (or that we failed to place: void), "
+                      "by planned instant. `source=calllog`: the sites' real calls read from their call logs "
+                      "(CDR), by start instant, each judged against the phone commitment of its hour; never a "
                       "caller number. " + PERIOD_NOTE),
     Route("GET", "/probes", handlers.list_probes, Role.auditor, "Probe history, paginated or as CSV", "ProbePage",
           PROBE_FILTERS + (FORMAT,), csv=True,

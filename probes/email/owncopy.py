@@ -1,9 +1,11 @@
-"""Find the blind copy of a probe in our own mailbox: proof that our server accepted it.
+"""Find a whole message in our own mailbox by its Message-ID (IMAP or Maildir).
 
-Every mystery email is also sent to the mystery mailbox itself (`bcc_self`).
-After a crash between "about to send" and "sent", finding that copy by its
-Message-ID tells the runner the email left (and when it arrived), so the
-probe is recorded as sent instead of being sent a second time.
+Two uses: every mystery email is also sent to the mystery mailbox itself
+(`bcc_self`), so after a crash between "about to send" and "sent", finding
+that copy tells the runner the email left (and when it arrived) and the probe
+is recorded as sent instead of being sent a second time; and the watcher
+reads only a bounded prefix of each message, so a matched answer is fetched
+whole for the auditors' evidence.
 """
 
 from __future__ import annotations
@@ -20,23 +22,23 @@ HEADER_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
-class OwnCopy:
+class FoundMessage:
     received_at: datetime
     raw: bytes
 
 
-async def find_own_copy(mailbox: Mailbox, message_id: str) -> OwnCopy | None:
+async def find_message(mailbox: Mailbox, message_id: str) -> FoundMessage | None:
     if mailbox.maildir:
         return find_in_maildir(Path(mailbox.maildir), message_id)
     if mailbox.imap is not None:
         from probes.email.imap_watch import find_by_message_id
 
         found = await find_by_message_id(mailbox.imap, message_id)
-        return OwnCopy(*found) if found else None
+        return FoundMessage(*found) if found else None
     return None
 
 
-def find_in_maildir(root: Path, message_id: str) -> OwnCopy | None:
+def find_in_maildir(root: Path, message_id: str) -> FoundMessage | None:
     wanted = normalize_message_id(message_id)
     for folder in ("new", "cur"):
         try:
@@ -51,7 +53,7 @@ def find_in_maildir(root: Path, message_id: str) -> OwnCopy | None:
                     continue
                 if normalize_message_id(parse_message(head).message_id) == wanted:
                     received = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
-                    return OwnCopy(received, Path(entry.path).read_bytes())
+                    return FoundMessage(received, Path(entry.path).read_bytes())
             except FileNotFoundError:  # a mail client moved it from new/ to cur/ meanwhile
                 continue
     return None

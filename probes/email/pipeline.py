@@ -34,6 +34,7 @@ from monitor.store.schema import Probe
 from probes.email.classify import Classification, classify
 from probes.email.match import Match, ProbeRef, match_message
 from probes.email.message import ParsedMessage, normalize_message_id, parse_message
+from probes.email.owncopy import find_message
 from probes.email.token import find_tokens, token_from_address
 from probes.email.watcher import FetchedMessage
 
@@ -64,7 +65,8 @@ class ReplyPipeline:
     async def _record(self, probe_id: str, message: ParsedMessage, verdict: Classification, match: Match,
                       fetched: FetchedMessage) -> None:
         details = _details(message, verdict, match, fetched)
-        evidence = (EvidenceItem(f"{verdict.kind}-{fetched.uid}.eml", "message/rfc822", fetched.raw),)
+        evidence = (EvidenceItem(f"{verdict.kind}-{fetched.uid}.eml", "message/rfc822",
+                                 await self._whole(fetched, message)),)
         at = fetched.received_at
         if verdict.kind == "bounce":
             await self.runner.record_response(probe_id, Response("bounce", at, details, counts=False), evidence)
@@ -78,6 +80,18 @@ class ReplyPipeline:
             return
         counts = verdict.kind not in NOT_COUNTED
         await self.runner.record_response(probe_id, Response(verdict.kind, at, details, counts=counts), evidence)
+
+    async def _whole(self, fetched: FetchedMessage, message: ParsedMessage) -> bytes:
+        """Auditors get the whole message: the watcher read only its head and a prefix of the body."""
+        mailbox = self.config.mailboxes.get(fetched.source)
+        if not fetched.truncated or mailbox is None or not message.message_id:
+            return fetched.raw
+        try:
+            found = await find_message(mailbox, message.message_id)
+        except Exception as exc:  # keep the prefix rather than lose the answer
+            log.warning("could not fetch the whole message %s: %s", fetched.uid, type(exc).__name__)
+            return fetched.raw
+        return found.raw if found is not None else fetched.raw
 
     async def candidates(self, message: ParsedMessage, verdict: Classification) -> list[ProbeRef]:
         """Probes this message could answer, found by index instead of scanning every open probe."""

@@ -21,7 +21,7 @@ from typing import Any
 from monitor.kinds import ProbeContext, ProbeOutcome, ProbeVoid
 from monitor.store.records import EvidenceItem, ProbeRecord
 from probes.email.compose import Template, TemplateError, compose, load_templates, template_dir
-from probes.email.owncopy import find_own_copy
+from probes.email.owncopy import find_message
 from probes.email.send import submit
 from probes.email.token import new_token, plus_address
 
@@ -58,7 +58,7 @@ async def reconcile(probe: ProbeRecord, ctx: ProbeContext) -> ProbeOutcome | Non
     _, mailbox = ctx.config.mailbox_for(ctx.site)
     if not (mailbox.bcc_self and probe.message_id):
         return None
-    found = await find_own_copy(mailbox, probe.message_id)
+    found = await find_message(mailbox, probe.message_id)
     if found is None:
         return None
     return ProbeOutcome(sent_at=found.received_at, details={"confirmed_by": "own blind copy"},

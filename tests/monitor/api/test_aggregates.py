@@ -87,3 +87,46 @@ async def test_no_role_sees_our_own_mailbox_or_line_in_the_config_views(api):
         for path in ("/api/v1/sites", "/api/v1/commitments"):
             text = await (await api.get(path, role)).text()
             assert OUR_MAILBOX not in text and "trunk.example.net" not in text and "mystery" not in text
+
+
+async def insert_calllog_rows(store, clock, count: int) -> None:
+    from datetime import timedelta
+
+    from monitor.store.schema import Call
+
+    rows = [{"source": "pbx", "record_key": f"k{i}", "site": "petit-palais", "dialled": "+33199001234",
+             "caller_hash": None, "started_at": clock.now() + timedelta(minutes=i),
+             "answered_at": clock.now() + timedelta(minutes=i, seconds=31) if i % 2 == 0 else None,
+             "ended_at": clock.now() + timedelta(minutes=i, seconds=90), "ring_seconds": 31.0 if i % 2 == 0 else 40.0,
+             "outcome": "answered" if i % 2 == 0 else "no_answer", "legs": 1, "opening": "open",
+             "commitment": "phone.answer", "verdict": "missed",
+             "delay_seconds": 31.0 if i % 2 == 0 else None, "late": i % 2 == 0,
+             "reason": None if i % 2 == 0 else "no_answer", "ingested_at": clock.now()} for i in range(count)]
+    async with store.write() as tx:
+        await tx.conn.execute(Call.__table__.insert(), rows)
+
+
+async def test_calls_from_call_logs_are_listed_with_their_verdicts_and_no_caller(api, service, clock):
+    await insert_calllog_rows(service.store, clock, 3)
+    page = await api.json("/api/v1/calls", "viewer", {"source": "calllog"})
+    first = page["items"][0]
+    assert first == {"id": first["id"], "source": "calllog", "site": "petit-palais", "purpose": "open",
+                     "status": "closed", "started_at": "2026-06-02T08:30:00Z", "answered_at": "2026-06-02T08:30:31Z",
+                     "outcome": "answered", "ring_seconds": 31.0, "rings": 7, "reason": None,
+                     "verdicts": {"phone.answer": {"verdict": "missed", "deadline": None, "delay_seconds": 31.0,
+                                                   "business_delay_seconds": None, "late": True, "reason": None}}}
+    assert first["id"].startswith("pbx:") and "caller" not in str(page)
+    assert [c["outcome"] for c in page["items"]] == ["answered", "no_answer", "answered"]
+
+
+async def test_call_log_pages_neither_skip_nor_repeat(api, service, clock):
+    await insert_calllog_rows(service.store, clock, 7)
+    seen, cursor = [], None
+    for _ in range(10):
+        params = {"source": "calllog", "limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = await api.json("/api/v1/calls", "viewer", params)
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7

@@ -275,3 +275,15 @@ async def test_no_secret_appears_in_logs_events_or_evidence(world: World, caplog
         assert secret not in caplog.text
         assert secret not in repr(events)
         assert all(secret.encode() not in item for item in evidence)
+
+
+async def test_a_long_answer_is_kept_whole_as_evidence(world: World) -> None:
+    probe_id, sent = await world.send_probe()
+    long_reply = reply(DESK, sent, "Bonjour,\n\n" + "Voici le programme détaillé de la visite.\n" * 1500)
+    raw = long_reply.as_bytes()
+    assert len(raw) > 40_000  # far past the prefix the watcher reads
+    await world.desk_writes(long_reply)
+    await world.until(probe_id, BOTH_MET)
+    evidence = [e for e in await world.service.store.evidence_for(probe_id) if e.name.startswith("human_reply")]
+    stored = await world.service.store.evidence_data(evidence[0].id)
+    assert stored.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
