@@ -108,8 +108,9 @@ def _weekday(name: str) -> int:
 
 
 class HolidaySource(Frozen):
-    country: str = "FR"
-    subdivision: str | None = None
+    country: str = Field(default="FR", description="ISO country code for public holidays (`holidays` package).")
+    subdivision: str | None = Field(
+        default=None, description="E.g. `57` (Moselle) or `6AE` (Alsace) for Alsace-Moselle's extra holidays.")
 
     @model_validator(mode="after")
     def _known_to_holidays(self) -> HolidaySource:
@@ -143,16 +144,16 @@ def parse_closure(text: str) -> tuple[date, date] | tuple[int, int]:
 
 
 class CalendarConfig(Frozen):
-    working_days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
-        "mon",
-        "tue",
-        "wed",
-        "thu",
-        "fri",
-    )
-    holidays: HolidaySource | None = Field(default_factory=HolidaySource)
-    closures: tuple[Closure, ...] = ()
-    opening_hours: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    working_days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(
+        default=("mon", "tue", "wed", "thu", "fri"),
+        description="Days counted by `working_days` deadlines (public holidays and closures excepted).")
+    holidays: HolidaySource | None = Field(default_factory=HolidaySource,
+                                           description="Public holidays; `null` for none.")
+    closures: tuple[Closure, ...] = Field(
+        default=(), description="Days closed: `2026-12-24`, a range `2026-08-01..2026-08-15`, or yearly `05-01`.")
+    opening_hours: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Weekdays → slots, e.g. `{tue-sun: [\"10:00-12:30\", \"13:30-18:00\"]}`; needed for calls.")
     open_on_holidays: bool = Field(
         default=False,
         description="Opening hours also apply on public holidays (many museums open on them); closures always close.",
@@ -224,10 +225,13 @@ def check_timezone(value: str) -> str:
 class Within(Frozen):
     """Exactly one way of expressing a deadline."""
 
-    working_days: Annotated[int, Field(ge=1, le=366)] | None = None
-    business_hours: Annotated[float, Field(gt=0, le=10000)] | None = None
-    seconds: Annotated[float, Field(gt=0)] | None = None
-    rings: Annotated[float, Field(gt=0, le=100)] | None = None
+    working_days: Annotated[int, Field(ge=1, le=366)] | None = Field(
+        default=None, description="Due at the end (24:00) of the N-th working day after the day it was sent.")
+    business_hours: Annotated[float, Field(gt=0, le=10000)] | None = Field(
+        default=None, description="The clock runs only inside the calendar's opening hours.")
+    seconds: Annotated[float, Field(gt=0)] | None = Field(default=None, description="Plain elapsed time.")
+    rings: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        default=None, description="R rings of `ring_cadence_seconds` each (plain elapsed time).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Within:
@@ -253,12 +257,16 @@ PhoneAnswer = Literal["answered"]
 
 
 class Commitment(Frozen):
-    channel: Channel
-    within: Within
-    counts: tuple[Literal["human_reply", "auto_reply", "answered"], ...] | None = None
-    target: Annotated[float, Field(gt=0, le=1)] | None = None
-    during: Literal["open", "closed", "any"] = "any"
-    ring_cadence_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    channel: Channel = Field(description="Which probes the commitment judges.")
+    within: Within = Field(description="The deadline: exactly one of its keys.")
+    counts: tuple[Literal["human_reply", "auto_reply", "answered"], ...] | None = Field(
+        default=None, description="What counts as an answer (email default: human_reply; phone: answered).")
+    target: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="Share of decided probes that must meet it (default 0.90 email, 0.85 phone).")
+    during: Literal["open", "closed", "any"] = Field(
+        default="any", description="Phone only: calls placed inside (`open`) or outside (`closed`) opening hours.")
+    ring_cadence_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=5.0, description="Seconds per ring (the French cadence is 5 s).")
 
     @model_validator(mode="after")
     def _fits_channel(self) -> Commitment:
@@ -310,7 +318,8 @@ def is_loopback(host: str) -> bool:
 
 class ServerConfig(Frozen):
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="Default: 587 (starttls), 465/993 (implicit), 25/143 (none).")
     tls: Literal["starttls", "implicit", "none"] = "starttls"
     insecure: bool = Field(default=False, description="Allow tls: none towards a non-loopback host.")
     username: str | None = None
@@ -335,7 +344,8 @@ class SmtpConfig(ServerConfig):
 class ImapConfig(ServerConfig):
     tls: Literal["starttls", "implicit", "none"] = "implicit"
     folder: str = "INBOX"
-    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="Polling interval when the server does not offer IDLE.")
     idle: bool = True
 
     @model_validator(mode="after")
@@ -349,10 +359,10 @@ class ImapConfig(ServerConfig):
 
 
 class Mailbox(Frozen):
-    address: str
-    smtp: SmtpConfig | None = None
-    imap: ImapConfig | None = None
-    maildir: str | None = None
+    address: str = Field(description="The mystery user, e.g. `Jeanne Martin <jeanne.martin@probes.example.net>`.")
+    smtp: SmtpConfig | None = Field(default=None, description="Where probes are submitted (our server).")
+    imap: ImapConfig | None = Field(default=None, description="Where answers are read (IDLE when offered).")
+    maildir: str | None = Field(default=None, description="Instead of imap: a Maildir on this host.")
     bcc_self: bool = Field(
         default=True,
         description="Send each probe a blind copy to this mailbox: after a crash mid-send, finding the copy "
@@ -392,14 +402,16 @@ def check_email_address(addr: str, shown: str | None = None) -> str:
 
 
 class SipConfig(Frozen):
-    proxy: str
-    username: str | None = None
+    proxy: str = Field(description="The trunk, e.g. `sip:trunk.example.net:5060;transport=udp` (or tcp).")
+    username: str | None = Field(default=None, description="For digest authentication (401/407).")
     password: SecretStr | None = None
-    from_: str = Field(alias="from")
+    from_: str = Field(alias="from", description="Our identity, e.g. `sip:+33199001000@trunk.example.net`.")
     register_: bool = Field(default=False, alias="register", description="REGISTER with the trunk and keep it refreshed.")
-    local_host: str | None = None
-    max_ring_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
-    hold_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
+    local_host: str | None = Field(default=None, description="Our address in Via/Contact (default: the socket's).")
+    max_ring_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=60.0, description="Ringing longer than this: we CANCEL (no_answer). Keep it above every threshold.")
+    hold_seconds: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=3.0, description="How long we stay on an answered call before BYE.")
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -420,8 +432,9 @@ class PhoneLine(Frozen):
 
 
 class SiteEmail(Frozen):
-    address: str
-    per_month: Annotated[int, Field(ge=0, le=1000)] = 4
+    address: str = Field(description="The site's published address.")
+    per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=4, description="Mystery emails planned per month; 0 plans none (`qualimon probe` still works).")
     mailbox: str | None = Field(default=None, description="Mailbox that sends; default: the only one.")
 
     @field_validator("address")
@@ -431,9 +444,11 @@ class SiteEmail(Frozen):
 
 
 class SitePhone(Frozen):
-    number: str
-    per_month: Annotated[int, Field(ge=0, le=1000)] = 8
-    out_of_hours_per_month: Annotated[int, Field(ge=0, le=1000)] = 0
+    number: str = Field(description="The site's published number, international form `+33199001234`.")
+    per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=8, description="Mystery calls per month inside opening hours (`phone.answer`).")
+    out_of_hours_per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="Calls per month outside opening hours (`phone.out_of_hours`).")
     line: str | None = Field(default=None, description="Phone line that calls; default: the only one.")
 
     @field_validator("number")
@@ -446,10 +461,11 @@ class SitePhone(Frozen):
 
 
 class Site(Frozen):
-    id: Annotated[str, Field(pattern=SLUG)]
+    id: Annotated[str, Field(pattern=SLUG)] = Field(description="A slug: the `site` label of every metric.")
     name: str
-    calendar: str
-    office_calendar: str | None = None
+    calendar: str = Field(description="Calendar with the opening hours calls are planned in.")
+    office_calendar: str | None = Field(
+        default=None, description="Calendar of working days for written answers (default: `calendar`).")
     email: SiteEmail | None = None
     phone: SitePhone | None = None
 
@@ -463,8 +479,8 @@ class Site(Frozen):
 
 
 class HttpConfig(Frozen):
-    listen: str = "127.0.0.1:9137"
-    metrics_token: SecretStr | None = None
+    listen: str = Field(default="127.0.0.1:9137", description="host:port of /healthz, /metrics, / and /api/v1.")
+    metrics_token: SecretStr | None = Field(default=None, description="Bearer token /metrics then requires.")
     status_page_details: bool | None = Field(
         default=None,
         description="Show reply subjects and sender names on the open status page (`/`). Default: only "
@@ -492,9 +508,9 @@ class HttpConfig(Frozen):
 
 
 class ApiToken(Frozen):
-    name: Annotated[str, Field(pattern=SLUG)]
-    role: Role
-    token: SecretStr
+    name: Annotated[str, Field(pattern=SLUG)] = Field(description="Who holds it (recorded as `by` in regrades).")
+    role: Role = Field(description="viewer: aggregates; auditor: + probes, evidence, export; admin: all.")
+    token: SecretStr = Field(description="At least 16 characters.")
 
     @field_validator("token")
     @classmethod
@@ -510,9 +526,11 @@ class PlannerConfig(Frozen):
         default="08:00-21:00",
         description="Local hours for out-of-hours calls; opening hours are cut out of it.",
     )
-    min_gap_minutes: Annotated[int, Field(ge=0, le=1440)] = 30
-    months_ahead: Annotated[int, Field(ge=0, le=3)] = 1
-    interval_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    min_gap_minutes: Annotated[int, Field(ge=0, le=1440)] = Field(
+        default=30, description="Least time between two planned calls to one site.")
+    months_ahead: Annotated[int, Field(ge=0, le=3)] = Field(
+        default=1, description="Months planned beyond the current one.")
+    interval_seconds: Annotated[float, Field(gt=0)] = Field(default=3600.0, description="How often planning runs.")
     seed: int | None = Field(default=None, description="Fix the random draw (tests, demos).")
 
     @field_validator("email_window", "out_of_hours_window")
@@ -523,11 +541,15 @@ class PlannerConfig(Frozen):
 
 
 class RunnerConfig(Frozen):
-    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
-    dispatch_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = 20
-    claim_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=120.0, description="A probe running longer is void (timeout).")
+    dispatch_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0, description="How often due probes are claimed.")
+    sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="How often passed deadlines are turned into misses.")
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(default=20, description="Probes running at once.")
+    claim_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=30.0, description="Added to the timeout: after that, a claim left by a dead process is recovered.")
     max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
         default=5, description="Tries for a probe whose sending fails on our side before it is voided.")
     retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
@@ -566,19 +588,22 @@ class CallLogSource(Frozen):
 
 
 class ComplianceConfig(Frozen):
-    min_samples: Annotated[int, Field(ge=1)] = 10
+    min_samples: Annotated[int, Field(ge=1)] = Field(
+        default=10, description="Below this many decided probes, an interval straddling the target is "
+                                "`insufficient_data`.")
 
 
 class Config(Frozen):
-    timezone: str = "Europe/Paris"
-    database: str = "sqlite+aiosqlite:///qualimon.db"
+    timezone: str = Field(default="Europe/Paris", description="IANA zone of the calendars (DST-aware).")
+    database: str = Field(default="sqlite+aiosqlite:///qualimon.db",
+                          description="SQLAlchemy URL: SQLite (aiosqlite) or `postgresql+asyncpg://…`.")
     http: HttpConfig = Field(default_factory=HttpConfig)
     tokens: tuple[ApiToken, ...] = ()
     calendars: dict[Annotated[str, Field(pattern=SLUG)], CalendarConfig]
     commitments: dict[Annotated[str, Field(pattern=COMMITMENT_ID)], Commitment]
     mailboxes: dict[Annotated[str, Field(pattern=SLUG)], Mailbox] = Field(default_factory=dict)
     phone_lines: dict[Annotated[str, Field(pattern=SLUG)], PhoneLine] = Field(default_factory=dict)
-    templates: str | None = None
+    templates: str | None = Field(default=None, description="Directory of mail templates (default: the shipped ones).")
     sites: tuple[Site, ...]
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)

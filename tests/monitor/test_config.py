@@ -125,3 +125,11 @@ def test_config_models_are_frozen(paris_config) -> None:
 def test_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "/nonexistent/qualimon.yaml"]) == 2
     assert "cannot read the file" in capsys.readouterr().err
+
+
+def test_the_config_reference_is_generated_from_the_models() -> None:
+    from monitor.config.reference import render
+
+    reference = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
+    assert reference.read_text(encoding="utf-8") == render(), (
+        "docs/config-reference.md is stale: python -m monitor.config.reference > docs/config-reference.md")
