@@ -52,9 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aioimaplib  # type: ignore[import-untyped]
 
-from monitor.store.records import Cursor
+from monitor.clock import SystemClock
+from monitor.config import parse_config
+from monitor.runner import Runner
+from monitor.store.records import Cursor, NewProbe
 from monitor.store.store import Store
 from probes.email.imap_watch import ImapWatcher
+from probes.email.pipeline import ReplyPipeline
 from probes.email.watcher import FetchedMessage
 from tests.support.databases import fresh_sqlite, sqlite_template
 from tests.support.dovecot import ADDRESS, DovecotServer, running_dovecot
@@ -121,6 +125,7 @@ def reply(number: int) -> bytes:
 @dataclass
 class Seen:
     watcher: dict[int, float] = field(default_factory=dict)
+    verdict: dict[int, float] = field(default_factory=dict)  # the pipeline stored the probe's verdict
     bare_exists: dict[int, float] = field(default_factory=dict)
     bare_fetched: dict[int, float] = field(default_factory=dict)
     appended: dict[int, float] = field(default_factory=dict)
@@ -183,18 +188,48 @@ def appender(server: DovecotServer, seen: Seen, count: int, first: int) -> None:
             seen.append_rtt[sequence] = time.perf_counter() - started
             seen.appended[sequence] = started
             deadline = time.monotonic() + 10
-            while (sequence not in seen.watcher or sequence not in seen.bare_fetched) and time.monotonic() < deadline:
+            while (sequence not in seen.verdict or sequence not in seen.bare_fetched) and time.monotonic() < deadline:
                 time.sleep(0.0005)
+
+
+PIPELINE_CONFIG = """
+calendars: {{offices: {{holidays: null}}}}
+commitments:
+  email.reply: {{channel: email, within: {{seconds: 86400}}}}
+mailboxes:
+  mystery: {{address: "Jeanne Martin <{address}>", imap: {{host: 127.0.0.1, port: {port}, tls: none,
+            username: {user}, password: "{password}"}}}}
+sites:
+  - {{id: site, name: Musée, calendar: offices, email: {{address: accueil.site@example.org, per_month: 0}}}}
+"""
+
+
+async def plant_probes(server: DovecotServer, store: Store, numbers: range) -> ReplyPipeline:
+    """One sent probe per reply (the reply's In-Reply-To names it), and the pipeline that judges replies."""
+    config = parse_config(PIPELINE_CONFIG.format(address=ADDRESS, port=server.port, user=server.user,
+                                                 password=server.password), environ={})
+    now = datetime.now(UTC)
+    probes = [NewProbe(site="site", channel="email", planned_at=now, purpose="standard") for _ in numbers]
+    async with store.write() as tx:
+        await tx.insert_probes(probes, now)
+        for number, probe in zip(numbers, probes):
+            await tx.set_probe(probe.id, now, status="sent", sent_at=now, token=f"QP-B{number + 10:04d}",
+                               message_id=f"<probe-{number}@probes.example.net>",
+                               details={"to": "accueil.site@example.org", "subject": "Visite de groupe"})
+    return ReplyPipeline(Runner(store, config, {}, SystemClock()), config)
 
 
 async def measure_latency(server: DovecotServer, store: Store, appends: int) -> Seen:
     seen = Seen()
     idle_reported = asyncio.Event()
+    pipeline = await plant_probes(server, store, range(-5, appends))
 
     async def handle(fetched: FetchedMessage) -> None:
         sequence = sequence_of(fetched.raw)
         if sequence is not None:
             seen.watcher.setdefault(sequence, time.perf_counter())
+            if await pipeline.handle(fetched) != "unrelated":  # classified, matched, verdict stored
+                seen.verdict.setdefault(sequence, time.perf_counter())
 
     def status(up: bool, detail: str) -> None:
         if up and detail.endswith("IDLE"):
@@ -222,6 +257,7 @@ def latency_rows(seen: Seen, appends: int) -> list[tuple[str, list[float]]]:
         return [(arrivals[n] - seen.appended[n]) * 1000 for n in range(appends) if n in arrivals]
 
     return [
+        ("qualimon: APPEND → verdict stored (watcher + pipeline + runner)", delays(seen.verdict)),
         ("ImapWatcher: APPEND → handle() called", delays(seen.watcher)),
         ("bare imaplib IDLE: APPEND → `* n EXISTS` read", delays(seen.bare_exists)),
         ("bare imaplib IDLE: APPEND → headers fetched", delays(seen.bare_fetched)),
