@@ -15,13 +15,16 @@ from sqlalchemy import func, select
 from monitor.compliance import compliance
 from monitor.config.models import Config
 from monitor.metrics import DerivedSnapshot
-from monitor.store.schema import Probe, Verdict
+from monitor.store.schema import Probe, Verdict, WatcherCursor
 from monitor.store.store import Store, aware_utc
 
 WINDOWS = {"30d": timedelta(days=30), "90d": timedelta(days=90)}
 
 
-async def compute_snapshot(store: Store, config: Config, now: datetime) -> DerivedSnapshot:
+async def compute_snapshot(store: Store, config: Config, now: datetime, *,
+                           with_last_sent: bool = True) -> DerivedSnapshot:
+    """`with_last_sent`: also read the last send per site (a full scan; the service needs it only once,
+    to restore the "no probe in 7 days" watchdog after a restart — afterwards the runner keeps it)."""
     ratio: dict[tuple[str, str, str], float] = {}
     samples: dict[tuple[str, str, str, str], int] = {}
     for window, span in WINDOWS.items():
@@ -43,7 +46,8 @@ async def compute_snapshot(store: Store, config: Config, now: datetime) -> Deriv
         probes_overdue=await overdue(store, now),
         oldest_open_probe_age_seconds={key: max(0.0, (now - oldest).total_seconds())
                                        for key, (_, oldest) in open_counts.items() if oldest is not None},
-        last_probe_sent=await last_sent(store),
+        last_probe_sent=await last_sent(store) if with_last_sent else {},
+        calllog_last_ingest=await last_ingest(store) if with_last_sent else {},
     )
 
 
@@ -58,6 +62,14 @@ async def overdue(store: Store, now: datetime) -> dict[tuple[str, str], int]:
         for site, cid, n in rows:
             counts[(site, cid)] = counts.get((site, cid), 0) + n
     return counts
+
+
+async def last_ingest(store: Store) -> dict[str, datetime]:
+    """Call-log source → when its cursor last moved (restores the freshness gauge after a restart)."""
+    async with store.read() as conn:
+        rows = await conn.execute(select(WatcherCursor.name, WatcherCursor.updated_at)
+                                  .where(WatcherCursor.name.like("calllog:%")))
+        return {name.removeprefix("calllog:"): at for name, at in rows}
 
 
 async def last_sent(store: Store) -> dict[tuple[str, str], datetime]:

@@ -14,6 +14,7 @@ derived data behind the status table and gauges, every 15 s).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -87,6 +88,10 @@ class Service:
         self._start_call_log_pollers(calendars)
         await self._start_http()
         self._start_scheduler()
+        # Everything built so far (config, label tables, metrics) lives as long as the process: keep it out
+        # of the collector, whose full passes otherwise took up to 0.5 s with 10,000 sites.
+        gc.collect()
+        gc.freeze()
         log.info("qualimon running: %d sites, database %s, http %s", len(self.config.sites),
                  self.store.display_url, self.config.http.listen)
 
@@ -166,8 +171,10 @@ class Service:
                                critical=True)
             return
         self.health.report("database", True, "reachable", self.clock.now(), critical=True)
-        self.snapshot = await asyncio.wait_for(compute_snapshot(self.store, self.config, self.clock.now()),
-                                               timeout=REFRESH_SECONDS * 4)
+        first = self.snapshot is None
+        self.snapshot = await asyncio.wait_for(
+            compute_snapshot(self.store, self.config, self.clock.now(), with_last_sent=first),
+            timeout=REFRESH_SECONDS * 4)
         self.metrics.apply_snapshot(self.snapshot)
 
 

@@ -426,7 +426,9 @@ class Store:
             rows = await conn.execute(
                 select(Verdict.site, Verdict.commitment, func.count())
                 .join(Probe, Probe.id == Verdict.probe_id)
-                .where(Probe.status == "sent", Verdict.verdict == "missed", Verdict.reason == "no_answer")
+                # `verdict || ''` keeps SQLite from starting at the huge 'missed' index range: it then starts
+                # from the few open probes instead (1.7 s -> 0.06 s over 1M probes; same rows, PG unaffected).
+                .where(Probe.status == "sent", Verdict.verdict.concat("") == "missed", Verdict.reason == "no_answer")
                 .group_by(Verdict.site, Verdict.commitment)
             )
             return {(s, c): n for s, c, n in rows}
