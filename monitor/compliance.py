@@ -51,7 +51,10 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At p = 0 or 1 the bound is exactly 0 or 1; floating point would give 1e-17 or 0.9999999999999999.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 def compliance(site: str, commitment: str, counts: Mapping[str, int], target: float,

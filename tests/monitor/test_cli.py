@@ -167,3 +167,42 @@ def test_export_as_csv_streams_rows_a_spreadsheet_opens(paris_copy: Path, capsys
     assert out.startswith("\ufeff".encode()) and b"\r\n" in out
     rows = list(csv.DictReader(io.StringIO(out.decode("utf-8-sig"))))
     assert rows and {r["probe_id"] for r in rows} == {probe_id}
+
+
+def test_verify_names_the_first_edited_event_and_exits_1(paris_copy: Path, capsys) -> None:
+    import sqlite3
+
+    run_cli("db", "upgrade", "-c", str(paris_copy), capsys=capsys)
+    asyncio.run(_probe_sent_three_days_ago(paris_copy))
+    with sqlite3.connect(paris_copy.parent / "q.db") as db:
+        db.execute("UPDATE events SET data = replace(data, 'petit-palais', 'louvre') WHERE seq = 1")
+    code, _, err = run_cli("verify", "-c", str(paris_copy), capsys=capsys)
+    assert code == 1 and "chain BROKEN at event 1" in err and "edited" in err
+
+
+async def test_probe_sends_one_email_now_and_prints_its_id(tmp_path: Path) -> None:
+    from tests.support.smtp import RecordingHandler, smtp_server
+
+    handler = RecordingHandler()
+    async with smtp_server(handler) as port:
+        config = paris_in(tmp_path)
+        text = config.read_text().replace("{host: relay.example.net, port: 25, tls: starttls}",
+                                          f"{{host: 127.0.0.1, port: {port}, tls: none}}")
+        config.write_text(text)
+        out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "monitor", "probe", "-c", str(config),
+                                                       "--site", "petit-palais", "--channel", "email"],
+                                      cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    probe_id = out.stdout.strip()
+    assert len(probe_id) == 26
+    [received] = handler.received
+    assert "accueil.petit-palais@example.org" in received.rcpt_tos
+
+
+def test_probe_through_a_dead_trunk_prints_the_id_and_says_void(paris_copy: Path, capsys) -> None:
+    text = paris_copy.read_text().replace("sip:trunk.example.net:5060;transport=udp",
+                                          f"sip:127.0.0.1:{free_port()};transport=tcp")
+    paris_copy.write_text(text)
+    code, out, err = run_cli("probe", "-c", str(paris_copy), "--site", "petit-palais", "--channel", "phone",
+                             capsys=capsys)
+    assert code == 1 and len(out.strip()) == 26 and "void: sip_failed" in err
