@@ -193,9 +193,9 @@ class Runner:
             log.exception("probe %s (%s) failed inside the monitor", probe.id, probe.channel)
             await self.record_void(probe, f"monitor error: {_describe(exc)}")
             return None
-        log.info("probe %s %s/%s sent in %.3f s", probe.id, probe.site, probe.channel,
-                 (self.clock.now() - started).total_seconds())
-        await self.record_outcome(probe, outcome)
+        took = (self.clock.now() - started).total_seconds()
+        log.info("probe %s %s/%s sent in %.3f s", probe.id, probe.site, probe.channel, took)
+        await self.record_outcome(probe, outcome, duration_seconds=took)
         return outcome
 
     async def mark_sending(self, probe: ProbeRecord, *, token: str | None, message_id: str | None,
@@ -235,14 +235,15 @@ class Runner:
             self.metrics.call(probe.site, "mystery", "failed")
         self._publish(decided)
 
-    async def record_outcome(self, probe: ProbeRecord, outcome: ProbeOutcome, *, reconciled: bool = False) -> None:
+    async def record_outcome(self, probe: ProbeRecord, outcome: ProbeOutcome, *, reconciled: bool = False,
+                             duration_seconds: float | None = None) -> None:
         now = self.clock.now()
         async with self.store.write() as tx:
             await tx.set_probe(probe.id, now, status=SENT, sent_at=outcome.sent_at,
                                timer_started_at=outcome.timer_started_at, claim_expires_at=None,
                                details={**probe.details, **outcome.details})
             tx.event(probe.id, "sent", now, sent_at=outcome.sent_at, timer_started_at=outcome.timer_started_at,
-                     reconciled=reconciled, **outcome.details)
+                     reconciled=reconciled, duration_seconds=duration_seconds, **outcome.details)
             await tx.add_evidence(probe.id, outcome.evidence, now)
             for response in outcome.responses:
                 self._response_event(tx, probe.id, response, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from datetime import date, time
 from email.utils import parseaddr
 from enum import Enum
@@ -325,6 +326,12 @@ class ServerConfig(Frozen):
     username: str | None = None
     password: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    ca_file: str | None = Field(
+        default=None, description="PEM file of the CA that signed the server's certificate (an internal relay); "
+                                  "default: the system's CAs. Certificates are always verified.")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
 
     @model_validator(mode="after")
     def _plaintext_only_on_loopback(self) -> ServerConfig:

@@ -410,7 +410,7 @@ class ImapSession:
         lost = asyncio.Event()
         context = None
         if config.tls == "implicit":
-            context = ssl_context or ssl.create_default_context()
+            context = ssl_context or config.ssl_context()  # ca_file, when the config names one
         client = _Client(host=config.host, port=config.port_or_default(), timeout=config.timeout_seconds,
                          conn_lost_cb=lambda exc: lost.set(), ssl_context=context)
         secret = config.password.get_secret_value() if config.password else ""

@@ -18,6 +18,7 @@ probe records its Message-ID and token there, so a crash cannot send twice.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 
@@ -36,6 +37,7 @@ async def submit(smtp: SmtpConfig, message: EmailMessage, sender: str, recipient
     client = aiosmtplib.SMTP(
         hostname=smtp.host, port=smtp.port_or_default(), use_tls=smtp.tls == "implicit",
         start_tls=smtp.tls == "starttls", timeout=smtp.timeout_seconds,
+        tls_context=smtp.ssl_context() if smtp.tls != "none" else None,
     )
     try:
         await _open(client, smtp)
@@ -61,6 +63,9 @@ async def _open(client: aiosmtplib.SMTP, smtp: SmtpConfig) -> None:
     except aiosmtplib.SMTPResponseException as exc:
         _raise_for_reply("smtp_refused", exc)
     except TRANSIENT_ERRORS as exc:
+        if _certificate_refused(exc):  # retrying cannot help: the set-up (host name, CA) is wrong
+            raise ProbeVoid(f"smtp_tls: our server's certificate does not verify; check the host name or set "
+                            f"ca_file ({_describe(exc)})") from None
         raise ProbeRetry(f"smtp_unreachable: {_describe(exc)}") from None
     except aiosmtplib.SMTPException as exc:  # e.g. no AUTH offered, TLS impossible: our set-up is wrong
         raise ProbeVoid(f"smtp_setup: {_describe(exc)}") from None
@@ -86,6 +91,16 @@ async def _data(client: aiosmtplib.SMTP, message: EmailMessage) -> str:
         raise ProbeVoid(f"smtp_uncertain: the connection failed during DATA ({_describe(exc)}); "
                         "the message may have left, so it is not sent again") from None
     return f"{response.code} {response.message}"
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """aiosmtplib wraps TLS failures in SMTPConnectError; look at what it wraps."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _raise_for_reply(prefix: str, exc: aiosmtplib.SMTPResponseException) -> None:
