@@ -233,7 +233,7 @@ async def _with_store(config: Config, work: Callable[[Any], Any]) -> Any:
     store = Store.open(config.database)
     try:
         if await migrate.pending(store.engine):
-            raise UsageError(f"the database schema is not current; run: qualimon db upgrade -c <config>")
+            raise UsageError("the database schema is not current; run: qualimon db upgrade -c <config>")
         return await work(store)
     finally:
         await store.close()

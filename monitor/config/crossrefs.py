@@ -92,7 +92,7 @@ def _business_hours_need_opening_hours(data: dict[str, Any]) -> Iterator[tuple[P
         if not isinstance(within, dict) or "business_hours" not in within:
             continue
         channel = commitment.get("channel")
-        for i, site in _sites(data):
+        for _, site in _sites(data):
             if channel not in site:
                 continue
             calendar = (site.get("office_calendar") or site.get("calendar")) if channel == "email" else site.get("calendar")

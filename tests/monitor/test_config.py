@@ -118,7 +118,9 @@ def test_it_fills_defaults_from_the_design() -> None:
 
 
 def test_config_models_are_frozen(paris_config) -> None:
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         paris_config.sites[0].name = "changed"  # type: ignore[misc]
 
 

@@ -11,7 +11,7 @@ from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.kinds import NOT_SENT, ProbeKind, ProbeOutcome, ProbeVoid, Response
 from monitor.runner import Runner
-from monitor.store.records import CLAIMED, CLOSED, PLANNED, SENDING, SENT, VOID, NewProbe
+from monitor.store.records import CLOSED, PLANNED, SENDING, SENT, VOID, NewProbe
 from monitor.store.store import Store
 from tests.conftest import config_from
 

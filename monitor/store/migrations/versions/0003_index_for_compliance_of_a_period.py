@@ -7,7 +7,6 @@ Create Date: 2026-11-26
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 
