@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 import tempfile
 import time
@@ -25,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cdr import machine, sqlite_insert_naive, write_master_csv  # noqa: E402
+from bench_cdr import sqlite_insert_naive, write_master_csv  # noqa: E402
+from support import machine, scratch_postgres  # noqa: E402
 
 from monitor.calendar import calendars_from  # noqa: E402
 from monitor.clock import SystemClock  # noqa: E402
@@ -80,27 +80,6 @@ async def reimport(url: str, csv: Path) -> int:
     return added
 
 
-async def postgres_url() -> tuple[str, str] | None:
-    try:
-        import asyncpg
-
-        name = f"qualimon_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    except Exception:
-        return None
-
-
-async def drop(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
@@ -116,15 +95,11 @@ async def main() -> None:
               f"{rows / seconds:,.0f} |")
         again = await reimport(f"sqlite+aiosqlite:///{tmp}/q.db", csv)
         print(f"| re-import of the same file into SQLite | adds {again} | | |")
-        created = await postgres_url()
-        if created:
-            name, url = created
-            try:
+        async with scratch_postgres() as url:
+            if url is not None:
                 rows, seconds, added = await ingest(url, csv)
                 print(f"| import-calls into PostgreSQL ({added} calls) | {rows} | {seconds:.2f} | "
                       f"{rows / seconds:,.0f} |")
-            finally:
-                await drop(name)
         started = time.perf_counter()
         naive = await asyncio.to_thread(sqlite_insert_naive, csv, Path(tmp) / "naive.db", args.naive_rows)
         elapsed = time.perf_counter() - started

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import random
 import resource
-import secrets
 import sys
 import tempfile
 import time
@@ -24,8 +23,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitor.calendar import calendars_from  # noqa: E402
+from support import scratch_postgres  # noqa: E402
 from monitor.clock import FakeClock  # noqa: E402
 from monitor.config import parse_config  # noqa: E402
 from monitor.planner import Planner  # noqa: E402
@@ -97,27 +98,6 @@ async def one_run(url: str, sites: int, naive: bool) -> tuple[float, float, floa
     return result
 
 
-async def postgres_url() -> tuple[str, str] | None:
-    try:
-        import asyncpg
-
-        name = f"qualimon_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    except Exception:
-        return None
-
-
-async def drop_postgres(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sites", type=int, default=10_000)
@@ -136,15 +116,11 @@ async def main() -> None:
         print(f"  sqlite  speed-up {results[True][0] / results[False][0]:.1f}x")
         if args.postgres:
             for naive in (False, True):
-                created = await postgres_url()
-                if created is None:
-                    print("  postgresql not reachable: skipped")
-                    break
-                name, url = created
-                try:
+                async with scratch_postgres() as url:
+                    if url is None:
+                        print("  postgresql not reachable: skipped")
+                        break
                     elapsed, peak, growth, added = await one_run(url, args.sites, naive)
-                finally:
-                    await drop_postgres(name)
                 label = "naive baseline" if naive else "qualimon"
                 print(f"  postgres {label:15s} {elapsed:7.2f} s  peak RSS {peak:6.0f} MiB (+{growth:.0f} planning)  "
                       f"{added} probes")

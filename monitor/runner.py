@@ -227,8 +227,7 @@ class Runner:
                                claim_expires_at=None)
             tx.event(probe.id, "void", now, reason=reason)
             await tx.add_evidence(probe.id, evidence, now)
-            current = await tx.lock_probe(probe.id)
-            assert current is not None
+            current = await tx.locked_probe(probe.id)
             decided = await self._evaluate(tx, current, now)
         self.metrics.send_failed(probe.site, probe.channel, reason)
         if probe.channel == "phone":
@@ -251,8 +250,7 @@ class Runner:
                 tx.event(probe.id, "failure", now, reason=outcome.failure)
             if outcome.operator_alert:
                 tx.event(probe.id, "operator_alert", now, message=outcome.operator_alert, site=probe.site)
-            current = await tx.lock_probe(probe.id)
-            assert current is not None
+            current = await tx.locked_probe(probe.id)
             decided = await self._evaluate(tx, current, now, finished=outcome.finished)
         self.metrics.probe_sent(probe.site, probe.channel, outcome.sent_at)
         if "call_outcome" in outcome.details:
@@ -269,9 +267,7 @@ class Runner:
         """A watcher found an answer to a probe: record it and decide what it decides."""
         now = self.clock.now()
         async with self.store.write() as tx:
-            probe = await tx.lock_probe(probe_id)
-            if probe is None:
-                raise KeyError(f"no probe {probe_id}")
+            probe = await tx.locked_probe(probe_id)
             self._response_event(tx, probe_id, response, now)
             await tx.add_evidence(probe_id, evidence, now)
             decided = await self._evaluate(tx, probe, now)
@@ -284,9 +280,7 @@ class Runner:
         """The service failed outright (e.g. its address bounces permanently): missed with `reason`."""
         now = self.clock.now()
         async with self.store.write() as tx:
-            probe = await tx.lock_probe(probe_id)
-            if probe is None:
-                raise KeyError(f"no probe {probe_id}")
+            probe = await tx.locked_probe(probe_id)
             tx.event(probe_id, "failure", now, reason=reason)
             if alert:
                 tx.event(probe_id, "operator_alert", now, message=alert, site=probe.site)
@@ -333,9 +327,7 @@ class Runner:
             raise ValueError(f"unknown regrade action {action!r}; use override, discount or clear")
         now = self.clock.now()
         async with self.store.write() as tx:
-            probe = await tx.lock_probe(probe_id)
-            if probe is None:
-                raise KeyError(f"no probe {probe_id}")
+            probe = await tx.locked_probe(probe_id)
             if commitment is not None and commitment not in applicable_commitments(self.config, probe):
                 raise ValueError(f"commitment {commitment!r} does not apply to probe {probe_id}")
             data = {"action": action, "commitment": commitment, "verdict": verdict, "by": by, "reason": reason}
@@ -349,9 +341,7 @@ class Runner:
     async def reevaluate(self, probe_id: str) -> list[VerdictRecord]:
         now = self.clock.now()
         async with self.store.write() as tx:
-            probe = await tx.lock_probe(probe_id)
-            if probe is None:
-                raise KeyError(f"no probe {probe_id}")
+            probe = await tx.locked_probe(probe_id)
             decided = await self._evaluate(tx, probe, now)
         self._publish(decided)
         return decided

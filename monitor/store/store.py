@@ -121,6 +121,13 @@ class StoreTx:
         row = (await self.conn.execute(select(Probe).where(Probe.id == probe_id).with_for_update())).one_or_none()
         return ProbeRecord.from_row(row) if row else None
 
+    async def locked_probe(self, probe_id: str) -> ProbeRecord:
+        """`lock_probe` for a probe that must exist (a watcher, a regrade or the API named it)."""
+        probe = await self.lock_probe(probe_id)
+        if probe is None:
+            raise KeyError(f"no probe {probe_id}")
+        return probe
+
     async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[ProbeRecord]:
         """Atomically take due planned probes; at most one phone call per site at a time."""
         candidates = (await self.conn.execute(

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from probes.calllogs.asterisk_legs import AsteriskOptions, CdrFields, build_leg
+from probes.calllogs.asterisk_legs import AsteriskOptions, BatchGatherer, CdrFields, build_leg
 from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
-from probes.calllogs.grouping import Leg, LegGrouper, merge_legs
+from probes.calllogs.grouping import Leg, LegGrouper
 from probes.calllogs.numbers import redact
 from probes.calllogs.records import Batch, CallRecord, FileCursor, RejectedRow, RejectReason
 from probes.calllogs.timeutil import LocalZone
@@ -162,18 +162,16 @@ def read_master_csv(path: str | os.PathLike[str], source: str, **kwargs: Any) ->
     return records, rejected, cursor
 
 
-class _Reader:
+class _Reader(BatchGatherer):
     """Per-read state: the grouper and what the current batch has gathered."""
 
     def __init__(self, source: str, options: MasterCsvOptions, caller_key: bytes | None, cursor: FileCursor) -> None:
-        self.source, self.options, self.caller_key = source, options, caller_key
+        super().__init__(source)
+        self.options, self.caller_key = options, caller_key
         self.layout, self.zone = options.fixed_layout(), options.zone()
         self.fingerprint = cursor.fingerprint
         self.grouper: LegGrouper[tuple[int, int]] = LegGrouper(
             options.group_grace_seconds, (cursor.offset, cursor.line_no), cursor.recent)
-        self.records: list[CallRecord] = []
-        self.rejected: list[RejectedRow] = []
-        self.rows = self.skipped = 0
 
     def take(self, line: RawLine) -> None:
         self.rows += 1
@@ -192,18 +190,7 @@ class _Reader:
 
     def batch(self, restarted: bool) -> Batch:
         (offset, line_no), recent = self.grouper.cursor()
-        cursor = FileCursor(offset, line_no, self.fingerprint, recent)
-        batch = Batch(tuple(self.records), tuple(self.rejected), cursor, self.rows, self.skipped, restarted)
-        self.records, self.rejected, self.rows, self.skipped = [], [], 0, 0
-        return batch
-
-    def _close(self, groups: list[list[Leg]]) -> None:
-        for legs in groups:
-            record = merge_legs(self.source, legs[0].key, legs)
-            if record is None:
-                self.skipped += len(legs)
-            else:
-                self.records.append(record)
+        return self._hand_over(FileCursor(offset, line_no, self.fingerprint, recent), restarted)
 
 
 def _stamp(text: str) -> datetime:

@@ -23,9 +23,9 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from probes.calllogs.grouping import Leg
+from probes.calllogs.grouping import Leg, merge_legs
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
-from probes.calllogs.records import CallOutcome, RejectedRow, RejectReason
+from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason, SqlCursor
 from probes.calllogs.timeutil import LocalZone, resolve_start, zone_named
 
 DISPOSITIONS = {
@@ -125,3 +125,27 @@ def _sortable(sequence: Any) -> int:
         return int(sequence)
     except (TypeError, ValueError):
         return 0
+
+
+class BatchGatherer:
+    """What the Asterisk readers gather between two batches: calls closed, rows rejected or skipped."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.records: list[CallRecord] = []
+        self.rejected: list[RejectedRow] = []
+        self.rows = self.skipped = 0
+
+    def _close(self, groups: list[list[Leg]]) -> None:
+        """Merge each finished group of legs into one call (or count it skipped: not a public call)."""
+        for legs in groups:
+            record = merge_legs(self.source, legs[0].key, legs)
+            if record is None:
+                self.skipped += len(legs)
+            else:
+                self.records.append(record)
+
+    def _hand_over(self, cursor: FileCursor | SqlCursor, restarted: bool = False) -> Batch:
+        batch = Batch(tuple(self.records), tuple(self.rejected), cursor, self.rows, self.skipped, restarted)
+        self.records, self.rejected, self.rows, self.skipped = [], [], 0, 0
+        return batch

@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from probes.calllogs.asterisk_legs import AsteriskOptions, CdrFields, build_leg
-from probes.calllogs.grouping import Leg, LegGrouper, merge_legs
+from probes.calllogs.asterisk_legs import AsteriskOptions, BatchGatherer, CdrFields, build_leg
+from probes.calllogs.grouping import LegGrouper
 from probes.calllogs.records import Batch, CallRecord, RejectedRow, RejectReason, SqlCursor, SqlKey
 from probes.calllogs.timeutil import to_utc
 
@@ -269,12 +269,13 @@ async def read_sql_cdr(engine: AsyncEngine, source: str, **kwargs: Any) -> tuple
     return records, rejected, cursor
 
 
-class _Scan:
+class _Scan(BatchGatherer):
     """Per-read state; pure once rows are fetched."""
 
     def __init__(self, source: str, options: AsteriskSqlOptions, shape: _Shape, caller_key: bytes | None,
                  cursor: SqlCursor) -> None:
-        self.source, self.options, self.shape, self.caller_key = source, options, shape, caller_key
+        super().__init__(source)
+        self.options, self.shape, self.caller_key = options, shape, caller_key
         self.zone = options.zone()
         # Keys must outlive the lookback: the next read re-scans that far before its cursor.
         self.grouper: LegGrouper[SqlKey | None] = LegGrouper(
@@ -283,9 +284,6 @@ class _Scan:
             start_clock=self._clock(cursor.after[0]) if cursor.after else float("-inf"))
         self.previous = _looked_back(cursor.after, options.lookback_seconds)
         self.ordinal = 0
-        self.records: list[CallRecord] = []
-        self.rejected: list[RejectedRow] = []
-        self.rows = self.skipped = 0
 
     def horizon(self, now: datetime | None) -> datetime | None:
         """Newest `start` to read, in the column's own terms (naive PBX-local, or aware)."""
@@ -323,14 +321,4 @@ class _Scan:
 
     def batch(self) -> Batch:
         after, recent = self.grouper.cursor()
-        batch = Batch(tuple(self.records), tuple(self.rejected), SqlCursor(after, recent), self.rows, self.skipped)
-        self.records, self.rejected, self.rows, self.skipped = [], [], 0, 0
-        return batch
-
-    def _close(self, groups: list[list[Leg]]) -> None:
-        for legs in groups:
-            record = merge_legs(self.source, legs[0].key, legs)
-            if record is None:
-                self.skipped += len(legs)
-            else:
-                self.records.append(record)
+        return self._hand_over(SqlCursor(after, recent))
