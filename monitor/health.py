@@ -42,6 +42,9 @@ class Health:
             return "down"
         return "degraded" if failing else "ok"
 
+    def check(self, name: str) -> Check | None:
+        return self._checks.get(name)
+
     def is_ok(self, name: str) -> bool | None:
         check = self._checks.get(name)
         return None if check is None else check.ok

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,6 +97,9 @@ class Runner:
         self.calendars: dict[str, BusinessCalendar] = calendars_from(config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.settings = config.runner
+        # Until when the absence of an answer to `probe` is known. The service narrows it for email while
+        # our own mailbox cannot be read: a reply may be waiting there, so no deadline passes unobserved.
+        self.observed_until: Callable[[ProbeRecord, datetime], datetime] = lambda probe, now: now
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ dispatch
@@ -356,8 +359,9 @@ class Runner:
         previous = await tx.verdicts_for(probe.id)
         newly_decided: list[VerdictRecord] = []
         verdicts: list[VerdictRecord] = []
+        observed = self.observed_until(probe, now)
         for cid, commitment in applicable_commitments(self.config, probe).items():
-            judgement = judge(commitment, calendar, facts, now, cid)
+            judgement = judge(commitment, calendar, facts, observed, cid)
             before = previous.get(cid)
             record = self._verdict_record(probe, cid, judgement, before, now)
             verdicts.append(record)

@@ -18,7 +18,7 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +80,8 @@ class Service:
         await self.refresh()
         calendars = calendars_from(self.config)
         self.runner = Runner(self.store, self.config, self.kinds, self.clock, self.metrics, self.shared)
+        if self.kinds.get("email") is not None and self.kinds["email"].background is not None:
+            self.runner.observed_until = self.mailbox_observed_until
         self._stack.push_async_callback(self.runner.shutdown)
         self.planner = Planner(self.store, self.config, calendars, self.clock)
         for kind in self.kinds.values():
@@ -94,6 +96,16 @@ class Service:
         gc.freeze()
         log.info("qualimon running: %d sites, database %s, http %s", len(self.config.sites),
                  self.store.display_url, self.config.http.listen)
+
+    def mailbox_observed_until(self, probe: Any, now: datetime) -> datetime:
+        """Email answers are known up to now only while the probe's mailbox is being watched."""
+        if probe.channel != "email":
+            return now
+        name, _ = self.config.mailbox_for(self.config.site(probe.site))
+        check = self.health.check(f"mailbox:{name}")
+        if check is None:  # its watcher has not read it yet since we started
+            return datetime.min.replace(tzinfo=timezone.utc)
+        return now if check.ok else min(now, check.since)
 
     def _start_call_log_pollers(self, calendars: dict[str, Any]) -> None:
         from probes.calllogs.ingest import CallLogIngester, poll_forever

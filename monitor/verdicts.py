@@ -107,6 +107,8 @@ def _apply_regrade(overrides: dict[str | None, Override], data: dict) -> None:
 
 def judge(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now: datetime,
           commitment_id: str | None = None) -> Judgement:
+    """`now`: until when we know no answer came. It lags the clock while our own mailbox cannot be
+    read, so a deadline that passed during our outage stays pending: never missed for our failure."""
     override = facts.overrides.get(commitment_id) or facts.overrides.get(None)
     computed = _computed(commitment, calendar, facts, now)
     if override is None:

@@ -293,3 +293,37 @@ async def test_a_regrade_without_a_reason_is_refused(runner, store, clock) -> No
     await dispatch(runner)
     with pytest.raises(ValueError, match="who made it and why"):
         await runner.regrade(probe_id, by="auditor", reason=" ", verdict="void")
+
+
+async def test_a_deadline_passing_while_our_mailbox_is_unreadable_stays_pending(runner, store, clock) -> None:
+    probe_id = await plan_one(store, clock)
+    await dispatch(runner)
+    outage = clock.now() + timedelta(seconds=10)  # our IMAP went down ten seconds after sending
+    runner.observed_until = lambda probe, now: min(now, outage)
+    clock.advance(400)  # both deadlines pass during the outage
+    await runner.sweep()
+    assert await verdicts(store, probe_id) == {"email.ack": ("pending", None), "email.reply": ("pending", None)}
+    runner.observed_until = lambda probe, now: now  # the mailbox is read again: no answer was there
+    await runner.sweep()
+    assert await verdicts(store, probe_id) == {"email.ack": ("missed", "no_answer"),
+                                               "email.reply": ("missed", "no_answer")}
+
+
+def test_the_service_knows_email_answers_only_while_the_mailbox_is_watched(config, clock) -> None:
+    from monitor.service import Service
+    from monitor.store.records import ProbeRecord
+    from probes.email import KIND
+
+    service = Service(config, kinds={"email": KIND}, clock=clock)
+    probe = ProbeRecord(id="p", site="petit-palais", channel="email", purpose="standard", origin="plan",
+                        status="sent", planned_at=clock.now(), sent_at=clock.now(), timer_started_at=None,
+                        closed_at=None, watch_until=None, token=None, message_id=None, void_reason=None,
+                        attempts=1, details={})
+    now = clock.now()
+    assert service.mailbox_observed_until(probe, now).year == 1  # not read yet since start
+    service.health.report("mailbox:mystery", True, "IDLE", now - timedelta(minutes=5))
+    assert service.mailbox_observed_until(probe, now) == now
+    service.health.report("mailbox:mystery", False, "connection refused", now - timedelta(minutes=2))
+    assert service.mailbox_observed_until(probe, now) == now - timedelta(minutes=2)
+    call = ProbeRecord(**{**probe.__dict__, "channel": "phone"})
+    assert service.mailbox_observed_until(call, now) == now
