@@ -14,7 +14,7 @@ Path_ = tuple[str | int, ...]
 
 
 def check_references(data: dict[str, Any]) -> list[tuple[Path_, str]]:
-    return [*_site_references(data), *_duplicate_site_ids(data)]
+    return [*_site_references(data), *_duplicate_site_ids(data), *_ring_long_enough(data)]
 
 
 def _names(data: dict[str, Any], section: str) -> list[str]:
@@ -113,3 +113,41 @@ def _duplicate_site_ids(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
             yield ("sites", i, "id"), f"duplicate site id {site_id!r} (first used by sites[{first_seen[site_id]}])"
         else:
             first_seen[site_id] = i
+
+
+DEFAULT_MAX_RING_SECONDS = 60.0  # SipConfig.max_ring_seconds
+DEFAULT_CADENCE = 5.0  # Commitment.ring_cadence_seconds
+
+
+def _ring_long_enough(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    """A line that hangs up before a phone commitment's threshold would blame the site for our CANCEL."""
+    threshold = max(_phone_thresholds(data), default=None)
+    lines = data.get("phone_lines")
+    if threshold is None or not isinstance(lines, dict):
+        return
+    for name, line in lines.items():
+        sip = line.get("sip") if isinstance(line, dict) else None
+        if not isinstance(sip, dict):
+            continue
+        max_ring = sip.get("max_ring_seconds", DEFAULT_MAX_RING_SECONDS)
+        if isinstance(max_ring, (int, float)) and max_ring <= threshold:
+            yield ("phone_lines", name, "sip", "max_ring_seconds"), (
+                f"{max_ring:g} s would cancel calls before the {threshold:g} s a phone commitment allows, "
+                "and count them as missed; ring longer than every threshold")
+
+
+def _phone_thresholds(data: dict[str, Any]) -> Iterator[float]:
+    commitments = data.get("commitments")
+    if not isinstance(commitments, dict):
+        return
+    for commitment in commitments.values():
+        if not isinstance(commitment, dict) or commitment.get("channel") != "phone":
+            continue
+        within = commitment.get("within")
+        cadence = commitment.get("ring_cadence_seconds", DEFAULT_CADENCE)
+        if not isinstance(within, dict) or not isinstance(cadence, (int, float)):
+            continue
+        if isinstance(within.get("seconds"), (int, float)):
+            yield float(within["seconds"])
+        elif isinstance(within.get("rings"), (int, float)):
+            yield float(within["rings"]) * cadence

@@ -25,7 +25,7 @@ commitments:
   phone.answer: {{channel: phone, within: {{rings: 5}}, during: open}}
 phone_lines:
   mystery:
-    sip: {{proxy: "{proxy}", from: "sip:+33199001000@example.net", max_ring_seconds: 4, hold_seconds: 0.2}}
+    sip: {{proxy: "{proxy}", from: "sip:+33199001000@example.net", max_ring_seconds: 30, hold_seconds: 0.2}}
 sites:
   - {{id: petit-palais, name: Petit Palais, calendar: always, phone: {{number: "+33199001234", per_month: 0}}}}
 """
