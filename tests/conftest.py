@@ -44,6 +44,14 @@ def postgres_url() -> Iterator[str | None]:
     databases.drop_pg_database(name)
 
 
+@pytest.fixture
+async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Store]:
+    """A migrated SQLite store, for tests that need one backend only (they test a protocol, not the store)."""
+    opened = Store.open(databases.fresh_sqlite(sqlite_template, tmp_path))
+    yield opened
+    await opened.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
                 postgres_url: str | None) -> AsyncIterator[Store]:

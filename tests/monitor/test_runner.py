@@ -11,9 +11,10 @@ from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.kinds import NOT_SENT, ProbeKind, ProbeOutcome, ProbeVoid, Response
 from monitor.runner import Runner
-from monitor.store.records import CLOSED, PLANNED, SENDING, SENT, VOID, NewProbe
+from monitor.store.records import CLOSED, PLANNED, SENDING, SENT, VOID
 from monitor.store.store import Store
 from tests.conftest import config_from
+from tests.support.probing import dispatch, plan
 
 CONFIG = """
 calendars:
@@ -85,17 +86,7 @@ def runner(store: Store, config: Config, clock: FakeClock, email: FakeKind) -> R
 
 
 async def plan_one(store: Store, clock: FakeClock, channel: str = "email") -> str:
-    new = NewProbe(site="petit-palais", channel=channel, planned_at=clock.now(), purpose="standard"
-                   if channel == "email" else "open")
-    async with store.write() as tx:
-        await tx.insert_probes([new], clock.now())
-    return new.id
-
-
-async def dispatch(runner: Runner) -> list[str]:
-    ids = await runner.dispatch_due()
-    await runner.wait_idle()
-    return ids
+    return await plan(store, clock.now(), channel)
 
 
 async def verdicts(store: Store, probe_id: str) -> dict[str, tuple[str, str | None]]:

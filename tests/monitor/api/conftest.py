@@ -4,22 +4,22 @@ fake probe kinds on a fake clock, and the app exactly as `monitor.http.make_app`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import add_api_routes
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.health import Health
 from monitor.http import make_app
 from monitor.kinds import ProbeKind, ProbeOutcome, Response
 from monitor.runner import Runner
-from monitor.store.records import EvidenceItem, NewProbe
+from monitor.store.records import EvidenceItem
 from monitor.store.store import Store
 from tests.conftest import config_from
+from tests.support import probing
 
 SECRETS = {
     "VIEWER_TOKEN": "viewer-token-7a1c9e0f3b5d",
@@ -141,22 +141,12 @@ def build_service(store: Store, clock: FakeClock, config: Config | None = None) 
 
 
 def build_app(service: ApiService) -> Any:
-    app = make_app(service)
-    add_api_routes(app, service)
-    return app
+    return make_app(service)  # which mounts the API
 
 
-async def plan(store: Store, at: datetime, channel: str = "email", site: str = "petit-palais") -> str:
-    new = NewProbe(site=site, channel=channel, planned_at=at, purpose="standard" if channel == "email" else "open")
-    async with store.write() as tx:
-        await tx.insert_probes([new], at)
-    return new.id
-
-
-async def send_due(runner: Runner) -> list[str]:
-    ids = await runner.dispatch_due()
-    await runner.wait_idle()
-    return ids
+# Re-exported: the API tests import them from here.
+plan = probing.plan
+send_due = probing.dispatch
 
 
 class Api:

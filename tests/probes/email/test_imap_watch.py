@@ -43,7 +43,6 @@ from probes.email.watcher import (
     WatcherStats,
     deliver,
 )
-from tests.support.databases import fresh_sqlite
 from tests.support.dovecot import DovecotServer, message, running_dovecot
 
 FAST: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
@@ -57,13 +56,6 @@ FAST: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
 def dovecot() -> Iterator[DovecotServer]:
     with running_dovecot() as server:
         yield server
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Store]:
-    store = Store.open(fresh_sqlite(sqlite_template, tmp_path))
-    yield store
-    await store.close()
 
 
 class Recorder:

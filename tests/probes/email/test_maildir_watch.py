@@ -40,13 +40,6 @@ def maildir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Store]:
-    store = Store.open(fresh_sqlite(sqlite_template, tmp_path))
-    yield store
-    await store.close()
-
-
 def drop(maildir: Path, subject: str, *, sub: str = "new", flags: str = "", mtime: float | None = None,
          body: str = "") -> Path:
     """Deliver like an MTA: write in tmp/, then rename into new/ (or cur/ with flags, as a client leaves it)."""

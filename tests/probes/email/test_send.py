@@ -7,17 +7,14 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-import pytest
 
 from monitor.clock import SystemClock
-from monitor.runner import Runner
-from monitor.store.records import NewProbe
 from monitor.store.store import Store
 from probes.email import KIND
 from probes.email.compose import compose, default_template_dir, load_templates
 from probes.email.owncopy import find_in_maildir
 from tests.conftest import config_from
-from tests.support import databases
+from tests.support.probing import run_one
 from tests.support.smtp import RecordingHandler, password_checker, smtp_server
 
 SMTP_PASSWORD = "smtp-secret-7f3a9c"
@@ -40,12 +37,6 @@ sites:
 """
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> Store:
-    store = Store.open(databases.fresh_sqlite(sqlite_template, tmp_path))
-    yield store
-    await store.close()
-
 
 LOGIN = ', username: jeanne, password: "${SMTP_PASSWORD}"'
 
@@ -53,13 +44,7 @@ LOGIN = ', username: jeanne, password: "${SMTP_PASSWORD}"'
 async def send_one(store: Store, port: int, tmp_path: Path, login: bool = False) -> str:
     text = CONFIG.format(port=port, maildir=tmp_path / "Maildir", login=LOGIN if login else "")
     config = config_from(text, SMTP_PASSWORD=SMTP_PASSWORD)
-    runner = Runner(store, config, {"email": KIND}, SystemClock())
-    probe = NewProbe(site="maison-victor-hugo", channel="email", planned_at=runner.clock.now(), purpose="standard")
-    async with store.write() as tx:
-        await tx.insert_probes([probe], runner.clock.now())
-    await runner.dispatch_due()
-    await runner.wait_idle()
-    return probe.id
+    return await run_one(store, config, {"email": KIND}, "maison-victor-hugo", "email")
 
 
 async def test_a_probe_reaches_the_museum_and_a_blind_copy_reaches_us(tmp_path, sqlite_store) -> None:

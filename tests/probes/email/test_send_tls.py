@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from monitor.clock import SystemClock
-from monitor.runner import Runner
-from monitor.store.records import NewProbe
 from monitor.store.store import Store
 from probes.email import KIND
 from tests.conftest import config_from
-from tests.support import databases
 from tests.support.integration import need_binary
+from tests.support.probing import run_one
 from tests.support.smtp import RecordingHandler, password_checker
 
 pytestmark = pytest.mark.integration
@@ -66,41 +63,31 @@ async def serve(handler: RecordingHandler, certificate: tuple[Path, Path], impli
                                                  require_starttls=True, **options), "127.0.0.1", 0)
 
 
-async def send_through(tmp_path: Path, template: Path, port: int, tls: str, ca: Path) -> str:
-    store = Store.open(databases.fresh_sqlite(template, tmp_path))
-    try:
-        config = config_from(CONFIG.format(port=port, tls=tls, ca=ca, maildir=tmp_path / "Maildir"))
-        runner = Runner(store, config, {"email": KIND}, SystemClock())
-        probe = NewProbe(site="maison-victor-hugo", channel="email", planned_at=runner.clock.now(), purpose="standard")
-        async with store.write() as tx:
-            await tx.insert_probes([probe], runner.clock.now())
-        await runner.dispatch_due()
-        await runner.wait_idle()
-        found = await store.probe(probe.id)
-        return f"{found.status} {found.void_reason or ''}".strip()
-    finally:
-        await store.close()
+async def send_through(store: Store, tmp_path: Path, port: int, tls: str, ca: Path) -> str:
+    config = config_from(CONFIG.format(port=port, tls=tls, ca=ca, maildir=tmp_path / "Maildir"))
+    found = await store.probe(await run_one(store, config, {"email": KIND}, "maison-victor-hugo", "email"))
+    return f"{found.status} {found.void_reason or ''}".strip()
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
-async def test_it_sends_over_tls_verifying_the_server_with_the_configured_ca(tmp_path, sqlite_template, certificate,
+async def test_it_sends_over_tls_verifying_the_server_with_the_configured_ca(tmp_path, sqlite_store, certificate,
                                                                               tls) -> None:
     handler = RecordingHandler()
     server = await serve(handler, certificate, implicit=tls == "implicit")
     try:
-        status = await send_through(tmp_path, sqlite_template, server.sockets[0].getsockname()[1], tls, certificate[0])
+        status = await send_through(sqlite_store, tmp_path, server.sockets[0].getsockname()[1], tls, certificate[0])
     finally:
         server.close()
         await server.wait_closed()
     assert status == "sent" and len(handler.received) == 1
 
 
-async def test_a_certificate_it_cannot_verify_voids_the_probe_and_sends_nothing(tmp_path, sqlite_template,
+async def test_a_certificate_it_cannot_verify_voids_the_probe_and_sends_nothing(tmp_path, sqlite_store,
                                                                                  certificate) -> None:
     handler = RecordingHandler()
     server = await serve(handler, certificate, implicit=True)
     try:
-        status = await send_through(tmp_path, sqlite_template, server.sockets[0].getsockname()[1], "implicit",
+        status = await send_through(sqlite_store, tmp_path, server.sockets[0].getsockname()[1], "implicit",
                                     Path("/etc/ssl/certs/ca-certificates.crt"))
     finally:
         server.close()

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.clock import SystemClock
-from monitor.runner import Runner
-from monitor.store.records import NewProbe
 from monitor.store.store import Store
 from probes.phone import KIND
 from tests.conftest import config_from
-from tests.support import databases
 from tests.support.integration import free_port, need_binary
+from tests.support.probing import run_one
 from tests.support.sipp import answer, hang_up_by_us, pause, recv, recv_invite, respond, ring, run_sipp, uas
 
 pytestmark = pytest.mark.integration
@@ -36,23 +33,9 @@ def _sipp_installed() -> None:
     need_binary("sipp", "sip-tester")
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> Store:
-    store = Store.open(databases.fresh_sqlite(sqlite_template, tmp_path))
-    yield store
-    await store.close()
-
 
 async def call_through_runner(store: Store, proxy: str) -> str:
-    config = config_from(CONFIG.format(proxy=proxy))
-    clock = SystemClock()
-    runner = Runner(store, config, {"phone": KIND}, clock)
-    probe = NewProbe(site="petit-palais", channel="phone", planned_at=clock.now(), purpose="open")
-    async with store.write() as tx:
-        await tx.insert_probes([probe], clock.now())
-    await runner.dispatch_due()
-    await runner.wait_idle()
-    return probe.id
+    return await run_one(store, config_from(CONFIG.format(proxy=proxy)), {"phone": KIND}, "petit-palais", "phone")
 
 
 async def test_a_call_answered_after_two_rings_meets_the_commitment(tmp_path: Path, sqlite_store: Store) -> None:
