@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import secrets
 import sqlite3
 import statistics
 import sys
@@ -37,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitor.compliance import compliance  # noqa: E402
+from support import scratch_postgres, serving_api  # noqa: E402
 from monitor.config import Config, parse_config  # noqa: E402
 from monitor.status import site_commitments  # noqa: E402
 from monitor.store import migrate  # noqa: E402
@@ -181,24 +182,6 @@ def batches(rows: Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]], event
 # ------------------------------------------------------------------ databases
 
 
-async def create_postgres() -> tuple[str, str]:
-    import asyncpg
-
-    name = f"qualimon_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-async def drop_postgres(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
-
-
 def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
@@ -208,39 +191,18 @@ def plain_dsn(url: str) -> str:
 
 async def api_timings(config: Config, runs: int = 5) -> tuple[list[float], list[dict[str, Any]]]:
     """Median-worthy timings of the real endpoint on a loopback port, and its last answer."""
-    from aiohttp import ClientSession, web
-    from prometheus_client import CollectorRegistry
+    from aiohttp import ClientSession
 
-    from monitor.api import add_api_routes
-    from monitor.clock import SystemClock
-    from monitor.health import Health
-    from monitor.http import make_app
-    from monitor.store.store import Store
-
-    store = Store.open(config.database)
-    service = type("BenchService", (), {"config": config, "store": store, "runner": None, "clock": SystemClock(),
-                                        "health": Health(), "registry": CollectorRegistry()})()
-    app = make_app(service)
-    add_api_routes(app, service)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/compliance"
     timings: list[float] = []
     body: list[dict[str, Any]] = []
-    try:
-        async with ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            for run in range(runs + 1):
-                started = time.perf_counter()
-                async with http.get(url, params={"from": QUARTER[0], "to": QUARTER[1]}) as response:
-                    assert response.status == 200, await response.text()
-                    body = await response.json()
-                if run:  # the first run warms caches and connections
-                    timings.append(time.perf_counter() - started)
-    finally:
-        await runner.cleanup()
-        await store.close()
+    async with serving_api(config) as base, ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        for run in range(runs + 1):
+            started = time.perf_counter()
+            async with http.get(f"{base}/api/v1/compliance", params={"from": QUARTER[0], "to": QUARTER[1]}) as response:
+                assert response.status == 200, await response.text()
+                body = await response.json()
+            if run:  # the first run warms caches and connections
+                timings.append(time.perf_counter() - started)
     return timings, body
 
 
@@ -299,12 +261,10 @@ async def run_sqlite(probes: int, sites: int, candidate: bool) -> None:
 
 
 async def run_postgres(probes: int, sites: int, candidate: bool) -> None:
-    try:
-        name, url = await create_postgres()
-    except OSError:
-        print("  postgresql not reachable at 127.0.0.1:5432: skipped")
-        return
-    try:
+    async with scratch_postgres() as url:
+        if url is None:
+            print("  postgresql not reachable at 127.0.0.1:5432: skipped")
+            return
         await asyncio.to_thread(migrate.upgrade, url)
         started = time.perf_counter()
         await load_postgres(plain_dsn(url), generate(probes, sites))
@@ -319,8 +279,6 @@ async def run_postgres(probes: int, sites: int, candidate: bool) -> None:
             await conn.execute("VACUUM ANALYZE verdicts")
             await conn.close()
             await measure("postgres+ix", config, plain_dsn(url))
-    finally:
-        await drop_postgres(name)
 
 
 async def main() -> None:

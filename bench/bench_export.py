@@ -41,8 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_compliance import (  # noqa: E402
-    create_postgres,
-    drop_postgres,
     generate,
     load_postgres,
     load_sqlite,
@@ -50,6 +48,7 @@ from bench_compliance import (  # noqa: E402
 )
 
 from monitor.store import migrate  # noqa: E402
+from support import scratch_postgres, serving_api  # noqa: E402
 
 SITES = 10_000
 TOKEN = "bench-auditor-token-0123456789"
@@ -117,34 +116,18 @@ async def variant_stream(url: str, end: datetime | None) -> dict[str, Any]:
 
 
 async def variant_http(url: str) -> dict[str, Any]:
-    from aiohttp import ClientSession, ClientTimeout, web
-    from prometheus_client import CollectorRegistry
+    from aiohttp import ClientSession, ClientTimeout
 
-    from monitor.api import add_api_routes
-    from monitor.clock import SystemClock
     from monitor.config import parse_config
-    from monitor.health import Health
-    from monitor.http import make_app
-    from monitor.store.store import Store
 
     config = parse_config(HTTP_CONFIG.format(url=url, token=TOKEN), environ={})
-    store = Store.open(url)
-    service = type("BenchService", (), {"config": config, "store": store, "runner": None, "clock": SystemClock(),
-                                        "health": Health(), "registry": CollectorRegistry()})()
-    app = make_app(service)
-    add_api_routes(app, service)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     sink = CountingSink()
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/csv"}
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/probes"
-    async with ClientSession(headers=headers, timeout=ClientTimeout(total=None)) as http, http.get(url) as response:
-        assert response.status == 200, await response.text()
-        async for chunk in response.content.iter_chunked(1 << 16):
-            sink.write(chunk)
-    await runner.cleanup()
-    await store.close()
+    async with serving_api(config) as base, ClientSession(headers=headers, timeout=ClientTimeout(total=None)) as http:
+        async with http.get(f"{base}/api/v1/probes") as response:
+            assert response.status == 200, await response.text()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                sink.write(chunk)
     return {"probes": None, "rows": sink.rows - 1, "bytes": sink.bytes}
 
 
@@ -247,13 +230,11 @@ async def prepare_sqlite(path: Path, probes: int) -> str:
     return url
 
 
-async def prepare_postgres(probes: int) -> tuple[str, str]:
-    name, url = await create_postgres()
+async def prepare_postgres(url: str, probes: int) -> None:
     await asyncio.to_thread(migrate.upgrade, url)
     started = time.perf_counter()
     await load_postgres(plain_dsn(url), with_subjects(generate(probes, SITES)), EventRows())
     print(f"  postgres  loaded {probes} probes with events in {time.perf_counter() - started:.0f} s", flush=True)
-    return name, url
 
 
 def parse_args() -> argparse.Namespace:
@@ -271,11 +252,12 @@ def parse_args() -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> None:
     print(f"CSV export: {args.probes} probes, variants {', '.join(args.variants)}")
     if not args.no_postgres:
-        name, url = await prepare_postgres(args.probes)
-        try:
-            await asyncio.to_thread(measure, "postgres", url, args.variants)
-        finally:
-            await drop_postgres(name)
+        async with scratch_postgres() as url:
+            if url is None:
+                print("  postgresql not reachable at 127.0.0.1:5432: skipped")
+            else:
+                await prepare_postgres(url, args.probes)
+                await asyncio.to_thread(measure, "postgres", url, args.variants)
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             url = await prepare_sqlite(Path(tmp) / "export.db", args.probes)

@@ -47,7 +47,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -62,8 +61,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from monitor.config import Config, parse_config  # noqa: E402
+from support import scratch_postgres  # noqa: E402
 
 BASELINE_COMMIT = "9e24bb8"  # the last monitor/metrics.py built on prometheus_client's metric objects
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -525,16 +526,13 @@ async def derived_sqlite(config: Config, probes: int, now: datetime) -> dict[str
 
 
 async def derived_postgres(config: Config, probes: int, now: datetime) -> dict[str, Any]:
-    import asyncpg
 
     from monitor.store import migrate
 
-    name = f"qualimon_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        dsn = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
-        url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    async with scratch_postgres() as url:
+        if url is None:
+            raise OSError("PostgreSQL is not reachable at 127.0.0.1:5432")
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
         await asyncio.to_thread(migrate.upgrade, url)
         started = time.perf_counter()
         verdicts = await load_postgres(dsn, rows(probes, len(config.sites), now))
@@ -542,9 +540,6 @@ async def derived_postgres(config: Config, probes: int, now: datetime) -> dict[s
         result = await measure_refresh(url, config, now)
         result["plans"] = await postgres_plans(dsn, now - timedelta(days=90))
         return {**result, "load_s": loaded, "verdict_rows": verdicts}
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def print_derived(name: str, r: dict[str, Any], probes: int) -> None:
