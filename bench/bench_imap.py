@@ -54,6 +54,7 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from monitor.clock import SystemClock
 from monitor.config import parse_config
+from monitor.host import StoreQueries
 from monitor.runner import Runner
 from monitor.store.records import Cursor, NewProbe
 from monitor.store.store import Store
@@ -216,7 +217,7 @@ async def plant_probes(server: DovecotServer, store: Store, numbers: range) -> R
             await tx.set_probe(probe.id, now, status="sent", sent_at=now, token=f"QP-B{number + 10:04d}",
                                message_id=f"<probe-{number}@probes.example.net>",
                                details={"to": "accueil.site@example.org", "subject": "Visite de groupe"})
-    return ReplyPipeline(Runner(store, config, {}, SystemClock()), config)
+    return ReplyPipeline(Runner(store, config, {}, SystemClock()), StoreQueries(store, SystemClock()), config)
 
 
 async def measure_latency(server: DovecotServer, store: Store, appends: int) -> Seen:

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError
 
 log = logging.getLogger("qualimon")
 
@@ -34,7 +34,7 @@ class UsageError(Exception):
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = _load(args.file)
     print(f"{args.file}: ok ({len(config.sites)} sites, {len(config.commitments)} commitments, "
           f"{len(config.calendars)} calendars)")
     return 0
@@ -44,23 +44,30 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from monitor.store import migrate
     from monitor.store.engine import safe_url
 
-    config = load_config(args.config)
+    config = _load(args.config)
     migrate.upgrade(config.database)
     print(f"{safe_url(config.database)}: schema at revision {migrate.head_revision()}")
     return 0
 
 
+def _load(path: str) -> Config:
+    """The config, validated with the channels of every kind this build runs (the composition root's)."""
+    from monitor.service import load_service_config
+
+    return load_service_config(path)
+
+
 def cmd_deadline(args: argparse.Namespace) -> int:
     from monitor.calendar import calendars_from, deadline
-    from monitor.verdicts import calendar_id_for
 
-    config = load_config(args.config)
+    config = _load(args.config)
     site = _site(config, args.site)
     if args.commitment not in config.commitments:
         raise UsageError(f"no commitment {args.commitment!r}; known: {', '.join(config.commitments)}")
     commitment = config.commitments[args.commitment]
-    calendar = calendars_from(config)[calendar_id_for(site, commitment.channel.value)]
-    start = parse_instant(args.start, ZoneInfo(config.calendar_tz(calendar_id_for(site, commitment.channel.value))))
+    calendar_id = config.calendar_id_for(site, commitment.channel)
+    calendar = calendars_from(config)[calendar_id]
+    start = parse_instant(args.start, ZoneInfo(config.calendar_tz(calendar_id)))
     due = deadline(commitment.within, start, calendar, commitment.ring_cadence_seconds)
     print(due.astimezone(calendar.zone).isoformat())
     return 0
@@ -69,7 +76,7 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.service import serve
 
-    config = load_config(args.config)
+    config = _load(args.config)
     return _run_until_signal(lambda stop: serve(config, stop))
 
 
@@ -81,18 +88,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load(args.config)
     return asyncio.run(_probe(config, args.site, args.channel))
 
 
 async def _probe(config: Config, site_id: str, channel: str) -> int:
     from monitor.clock import SystemClock
-    from monitor.kinds import default_kinds
     from monitor.runner import Runner
+    from monitor.service import default_kinds
     from monitor.store import migrate
     from monitor.store.store import Store
 
     _site(config, site_id)
+    if channel not in config.channels:
+        raise UsageError(f"no channel {channel!r}; known: {', '.join(config.channels)}")
     await asyncio.to_thread(migrate.upgrade, config.database)
     store = Store.open(config.database)
     try:
@@ -112,7 +121,7 @@ async def _probe(config: Config, site_id: str, channel: str) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.status import render_table, status_rows
 
-    config = load_config(args.config)
+    config = _load(args.config)
     rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
@@ -122,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load(args.config)
     tz = ZoneInfo(config.timezone)
     start = _day_start(args.from_, tz)
     end = _day_start(args.to, tz, next_day=True)
@@ -160,7 +169,7 @@ async def _export_csv(store: Any, start: datetime | None, end: datetime | None, 
 
 
 def cmd_import_calls(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load(args.config)
     if args.source not in config.call_logs:
         known = ", ".join(config.call_logs) or "none configured (add a call_logs section)"
         raise UsageError(f"no call-log source {args.source!r}; known: {known}")
@@ -199,7 +208,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitor.clock import SystemClock
     from monitor.report import PeriodError, ReportError, build_report
 
-    config = load_config(args.config)
+    config = _load(args.config)
     out = Path(args.output)
 
     async def build(store: Any) -> Path:
@@ -214,7 +223,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load(args.config)
     report = asyncio.run(_with_store(config, lambda store: store.verify_chain()))
     if report.ok:
         print(f"chain intact: {report.events} events, last {report.last_seq}, head {report.last_hash[:16]}…")
@@ -326,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadline.add_argument("--start", required=True, help="ISO 8601, e.g. 2026-04-30T10:00:00+02:00")
     probe = command("probe", cmd_probe, "send one probe now (to check a set-up); prints its id")
     probe.add_argument("--site", required=True)
-    probe.add_argument("--channel", required=True, choices=["email", "phone"])
+    probe.add_argument("--channel", required=True, help="email, phone, or another registered kind's channel")
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
     status.add_argument("--format", choices=["table", "json"], default="table")

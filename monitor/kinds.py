@@ -1,10 +1,15 @@
-"""The shape every probe kind has, and the registry of kinds (DESIGN §7).
+"""The contract between the core and a probe kind (docs/design.md §7, CONTRIBUTING "Add a probe kind").
 
-A kind holds protocol logic only.  It gets a `ProbeContext` and returns a
+This module is a leaf: it imports no probe package and nothing of the core
+but the config models, the store's plain records and the clock.  The kinds
+in use are assembled at the composition root (`monitor/service.py`).
+
+A kind holds protocol logic only.  `run` gets a `ProbeContext` and returns a
 `ProbeOutcome`; the runner around it does the rest (timeouts, timing, void on
-exceptions, events, verdicts, metrics).  To add a kind: write
-`probes/<kind>/` with `run` (and `reconcile` if it can tell whether an
-interrupted attempt went out), then add one line to `default_kinds`.
+exceptions, events, verdicts, metrics).  A kind with work between probes
+(mailbox watchers) gives a `background` context manager, which receives a
+`KindHost`: the few things of the core such work may use — record an
+answer, query open probes, keep a cursor, report its status.
 
 The two-step send protocol is what makes restarts safe: a kind calls
 `ctx.mark_sending(...)` *before* anything leaves us (recording e.g. the
@@ -17,15 +22,16 @@ voided (`interrupted`) rather than risk sending twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from monitor.clock import Clock
+from monitor.config.channels import BUILT_IN, ChannelSpec
 from monitor.config.models import Config, Site
-from monitor.store.records import EvidenceItem, ProbeRecord
+from monitor.store.records import Cursor, EventRecord, EvidenceItem, ProbeRecord
 
 
 class ProbeVoid(Exception):
@@ -51,7 +57,7 @@ class ProbeRetry(Exception):
 class Response:
     """An answer observed while the probe ran (a call answered) or later (a reply read by a watcher)."""
 
-    kind: str                  # human_reply | auto_reply | bounce | read_receipt | answered
+    kind: str                  # one of the channel's `ChannelSpec.answers`, or e.g. bounce | read_receipt
     answered_at: datetime
     details: Mapping[str, Any] = field(default_factory=dict)
     counts: bool = True        # False for e.g. a transient bounce: recorded, the clock keeps running
@@ -76,12 +82,26 @@ class NotSent:
 NOT_SENT = NotSent()
 
 
+# ---------------------------------------------------------------- what a kind sees while it runs a probe
+
+
 class ProbeContext(Protocol):
-    config: Config
-    site: Site
-    clock: Clock
-    log: logging.Logger
-    shared: dict[str, Any]
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def site(self) -> Site: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def log(self) -> logging.Logger: ...
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """Per-process cache shared by every probe (loaded templates, a registered SIP line)."""
+        ...
 
     async def mark_sending(self, *, token: str | None = None, message_id: str | None = None,
                            **details: Any) -> None:
@@ -93,9 +113,81 @@ class ProbeContext(Protocol):
         ...
 
 
+# ---------------------------------------------------------------- what background work may use
+
+
+class Recorder(Protocol):
+    """Hands what a watcher found to the runner, which records it and decides the verdicts."""
+
+    async def record_response(self, probe_id: str, response: Response,
+                              evidence: tuple[EvidenceItem, ...] = ()) -> Sequence[object]: ...
+
+    async def record_failure(self, probe_id: str, reason: str, *, alert: str | None = None,
+                             evidence: tuple[EvidenceItem, ...] = ()) -> Sequence[object]:
+        """The service failed outright (e.g. its address bounces permanently): missed with `reason`."""
+        ...
+
+
+class ProbeQueries(Protocol):
+    async def probe(self, probe_id: str) -> ProbeRecord | None: ...
+
+    async def events_for(self, probe_id: str) -> list[EventRecord]: ...
+
+    async def open_probes(self, channel: str, *, message_ids: Collection[str] = (), tokens: Collection[str] = (),
+                          sites: Collection[str] = ()) -> list[ProbeRecord]:
+        """Probes of `channel` being sent or watched whose Message-ID, token or site is among those given."""
+        ...
+
+
+class CursorStore(Protocol):
+    """Where a watcher keeps its position; raises `StoreUnavailable` when the database cannot be used."""
+
+    async def cursor(self, name: str) -> Cursor | None: ...
+
+    async def save_cursor(self, cursor: Cursor) -> None: ...
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    up: bool
+    since: datetime  # when it last changed between up and down
+
+
+class KindHost(Protocol):
+    """The core as a kind's background work sees it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def recorder(self) -> Recorder: ...
+
+    @property
+    def probes(self) -> ProbeQueries: ...
+
+    @property
+    def cursors(self) -> CursorStore: ...
+
+    def report_status(self, component: str, name: str, up: bool, detail: str) -> None:
+        """E.g. ("mailbox", "mystery", False, "login refused"): `/healthz` and the component's gauges."""
+        ...
+
+    def status_of(self, component: str, name: str) -> ComponentStatus | None:
+        """What was last reported, None when nothing was since start-up."""
+        ...
+
+
+# ---------------------------------------------------------------- the kind itself
+
+
 RunFn = Callable[[ProbeRecord, ProbeContext], Awaitable[ProbeOutcome]]
 ReconcileFn = Callable[[ProbeRecord, ProbeContext], Awaitable["ProbeOutcome | NotSent | None"]]
-BackgroundFn = Callable[[Any], AbstractAsyncContextManager[Any]]
+BackgroundFn = Callable[[KindHost], AbstractAsyncContextManager[object]]
+# Until when the absence of an answer to a probe is known (see ProbeKind.observed_until).
+ObservedFn = Callable[[ProbeRecord, datetime, KindHost], datetime]
 
 
 async def cannot_reconcile(probe: ProbeRecord, ctx: ProbeContext) -> None:
@@ -104,15 +196,31 @@ async def cannot_reconcile(probe: ProbeRecord, ctx: ProbeContext) -> None:
 
 @dataclass(frozen=True)
 class ProbeKind:
+    """One probe channel: how to run a probe, and what the config and the core need to know of it.
+
+    `observed_until(probe, now, host)` narrows "now" for verdicts while answers cannot be read (our
+    mailbox is down): a deadline that passes meanwhile stays pending instead of becoming missed.
+    """
+
     channel: str
     run: RunFn
     reconcile: ReconcileFn = cannot_reconcile
     background: BackgroundFn | None = None     # watchers and pollers, started with the service
+    observed_until: ObservedFn | None = None
+    spec: ChannelSpec | None = None            # required for a channel not built into the config
+
+    def __post_init__(self) -> None:
+        if self.spec is None and self.channel not in BUILT_IN:
+            raise ValueError(f"probe kind {self.channel!r} needs a ChannelSpec (spec=...): what its commitments "
+                             "count, how it is planned, its per-site settings")
+        if self.spec is not None and self.spec.name != self.channel:
+            raise ValueError(f"probe kind {self.channel!r} was given the spec of {self.spec.name!r}")
+
+    @property
+    def channel_spec(self) -> ChannelSpec:
+        return self.spec or BUILT_IN[self.channel]
 
 
-def default_kinds() -> dict[str, ProbeKind]:
-    """The kinds shipped with qualimon, by channel (imported here, late, because they import this module)."""
-    from probes.email import KIND as EMAIL
-    from probes.phone import KIND as PHONE
-
-    return {kind.channel: kind for kind in (EMAIL, PHONE)}
+def channel_specs(kinds: Mapping[str, ProbeKind]) -> dict[str, ChannelSpec]:
+    """What the config loader needs to know of the kinds in use."""
+    return {name: kind.channel_spec for name, kind in kinds.items()}

@@ -49,17 +49,19 @@ class Bucket:
     purpose: str
     per_month: int
     calendar: str
+    when: str = "window"   # PlanSlot.when: window | open | closed
+    spaced: bool = False   # keep planner.min_gap_minutes between two probes of the site
 
 
 # ---------------------------------------------------------------- pure parts
 
 
-def buckets_of(site: Site) -> Iterator[Bucket]:
-    if site.email is not None:
-        yield Bucket(site.id, "email", "standard", site.email.per_month, site.email_calendar)
-    if site.phone is not None:
-        yield Bucket(site.id, "phone", "open", site.phone.per_month, site.calendar)
-        yield Bucket(site.id, "phone", "closed", site.phone.out_of_hours_per_month, site.calendar)
+def buckets_of(config: Config, site: Site) -> Iterator[Bucket]:
+    """Each channel of the site says how its probes are planned (ChannelSpec.plan)."""
+    for channel in config.site_channels(site):
+        calendar = config.calendar_id_for(site, channel)
+        for slot in config.channels[channel].plan(site.section(channel)):
+            yield Bucket(site.id, channel, slot.purpose, slot.per_month, calendar, slot.when, slot.spaced)
 
 
 def month_start(day: date) -> date:
@@ -162,7 +164,7 @@ class Planner:
     async def _plan_month(self, month: date, now: datetime) -> int:
         label = month.strftime("%Y-%m")
         done = await self.store.plans(label)
-        todo = [b for site in self.config.sites for b in buckets_of(site)
+        todo = [b for site in self.config.sites for b in buckets_of(self.config, site)
                 if done.get((b.site, b.channel, b.purpose)) != b.per_month]
         added = 0
         for i in range(0, len(todo), self.chunk):
@@ -216,20 +218,20 @@ class Planner:
         return self._rest_cache[key]
 
     def _gap(self, bucket: Bucket) -> timedelta:
-        return self.min_gap if bucket.channel == "phone" else timedelta(0)
+        return self.min_gap if bucket.spaced else timedelta(0)
 
     def _tz(self, bucket: Bucket) -> ZoneInfo:
         return ZoneInfo(self.config.calendar_tz(bucket.calendar))
 
     def intervals(self, bucket: Bucket, month: date) -> list[Interval]:
         """Eligible time of a bucket over a whole month; shared by every site on the same calendar."""
-        key = (bucket.calendar, f"{bucket.channel}/{bucket.purpose}", month)
+        key = (bucket.calendar, bucket.when, month)
         if key not in self._interval_cache:
             start, end = month_bounds(month, self._tz(bucket))
             calendar = self.calendars[bucket.calendar]
-            if bucket.channel == "email":
+            if bucket.when == "window":
                 found = calendar.window_intervals(start, end, self.email_window, minus_open=False)
-            elif bucket.purpose == "open":
+            elif bucket.when == "open":
                 found = calendar.open_intervals(start, end)
             else:
                 found = calendar.window_intervals(start, end, self.out_of_hours_window, minus_open=True)

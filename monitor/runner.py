@@ -23,7 +23,7 @@ from typing import Any
 
 from monitor.calendar import BusinessCalendar, calendars_from
 from monitor.clock import Clock, iso_utc
-from monitor.config.models import Config
+from monitor.config.models import Config, Site
 from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeRetry, ProbeVoid, Response
 from monitor.store.records import (
     CLAIMED,
@@ -42,7 +42,6 @@ from monitor.verdicts import (
     PENDING,
     Judgement,
     applicable_commitments,
-    calendar_id_for,
     facts_from,
     judge,
 )
@@ -71,7 +70,7 @@ class Context:
         return self.runner.config
 
     @property
-    def site(self):  # type: ignore[no-untyped-def]
+    def site(self) -> Site:
         return self.runner.config.site(self.probe.site)
 
     @property
@@ -116,8 +115,9 @@ class Runner:
             return []
         now = self.clock.now()
         lease = now + timedelta(seconds=self.settings.timeout_seconds + self.settings.claim_grace_seconds)
+        exclusive = [name for name, spec in self.config.channels.items() if spec.exclusive]
         async with self.store.write() as tx:
-            claimed = await tx.claim_due(now, free, self.owner, lease)
+            claimed = await tx.claim_due(now, free, self.owner, lease, exclusive=exclusive)
         for probe in claimed:
             self._start(probe)
         return [p.id for p in claimed]
@@ -233,7 +233,7 @@ class Runner:
             current = await tx.locked_probe(probe.id)
             decided = await self._evaluate(tx, current, now)
         self.metrics.send_failed(probe.site, probe.channel, reason)
-        if probe.channel == "phone":
+        if self._is_call(probe):
             self.metrics.call(probe.site, "mystery", "failed")
         self._publish(decided)
 
@@ -297,8 +297,13 @@ class Runner:
                  counts=response.counts, **response.details)
 
     def _count_response(self, probe: ProbeRecord, response: Response) -> None:
-        if response.kind in ("human_reply", "auto_reply", "bounce"):
+        spec = self.config.channels.get(probe.channel)
+        if spec is not None and response.kind in spec.responses:
             self.metrics.response(probe.site, probe.channel, response.kind)
+
+    def _is_call(self, probe: ProbeRecord) -> bool:
+        spec = self.config.channels.get(probe.channel)
+        return spec is not None and spec.calls
 
     # ------------------------------------------------------------------ verdicts
 
@@ -355,7 +360,7 @@ class Runner:
         events = await tx.events_for(probe.id)
         facts = facts_from(probe, events)
         site = self.config.site(probe.site)
-        calendar = self.calendars[calendar_id_for(site, probe.channel)]
+        calendar = self.calendars[self.config.calendar_id_for(site, probe.channel)]
         previous = await tx.verdicts_for(probe.id)
         newly_decided: list[VerdictRecord] = []
         verdicts: list[VerdictRecord] = []
@@ -421,11 +426,11 @@ class Runner:
     async def probe_now(self, site_id: str, channel: str) -> tuple[str, ProbeOutcome | None]:
         """`qualimon probe`: create a probe due now, claim it and run it in this process."""
         site = self.config.site(site_id)
-        if getattr(site, channel) is None:
+        spec = self.config.channels.get(channel)
+        if spec is None or site.section(channel) is None:
             raise ValueError(f"site {site_id!r} has no {channel} settings in the config")
         now = self.clock.now()
-        purpose = "standard" if channel == "email" else (
-            "open" if self.calendars[site.calendar].is_open(now) else "closed")
+        purpose = spec.purpose_at(self.calendars[site.calendar].is_open(now))
         new = NewProbe(site=site_id, channel=channel, planned_at=now, purpose=purpose, origin="manual")
         lease = now + timedelta(seconds=self.settings.timeout_seconds + self.settings.claim_grace_seconds)
         async with self.store.write() as tx:

@@ -1,5 +1,10 @@
 """`qualimon run`: the service, assembled and torn down in one `AsyncExitStack`.
 
+This is the composition root: the one place of the core that imports probe
+packages.  `default_kinds` lists the kinds shipped with qualimon; the CLI
+loads the config with their channels (`load_service_config`), so a kind
+registered here brings its commitments and per-site settings with it.
+
 Start-up order: database (migrated to the current schema) → runner → probe
 kinds' background tasks (mailbox watchers, call-log pollers) → HTTP server →
 scheduler.  Shutdown runs in reverse, so the scheduler stops taking work
@@ -27,11 +32,14 @@ from prometheus_client import CollectorRegistry
 
 from monitor.calendar import calendars_from
 from monitor.clock import Clock, SystemClock
+from monitor.config import load_config
 from monitor.config.models import Config
+from monitor.store.records import ProbeRecord
 from monitor.derived import compute_snapshot
 from monitor.health import Health
 from monitor.http import make_app
-from monitor.kinds import ProbeKind, default_kinds
+from monitor.host import ServiceHost
+from monitor.kinds import ProbeKind, channel_specs
 from monitor.metrics import DerivedSnapshot, Metrics
 from monitor.planner import Planner
 from monitor.runner import Runner
@@ -43,11 +51,28 @@ log = logging.getLogger("qualimon.service")
 REFRESH_SECONDS = 15.0
 
 
+def default_kinds() -> dict[str, ProbeKind]:
+    """The kinds shipped with qualimon, by channel: to add one, add it here (CONTRIBUTING)."""
+    from probes.email import KIND as EMAIL
+    from probes.phone import KIND as PHONE
+
+    return {kind.channel: kind for kind in (EMAIL, PHONE)}
+
+
+def load_service_config(path: str | Any, kinds: Mapping[str, ProbeKind] | None = None, **options: Any) -> Config:
+    """The config, validated with the channels of the kinds the service runs."""
+    return load_config(path, channels=channel_specs(default_kinds() if kinds is None else kinds), **options)
+
+
 class Service:
     def __init__(self, config: Config, *, kinds: Mapping[str, ProbeKind] | None = None,
                  clock: Clock | None = None, metrics: Any = None):
         self.config = config
         self.kinds = dict(default_kinds() if kinds is None else kinds)
+        unknown = [name for name in self.kinds if name not in config.channels]
+        if unknown:
+            raise ValueError(f"the config was validated without the channel(s) {', '.join(unknown)}: "
+                             "load it with load_service_config (or the kinds' channel_specs)")
         self.clock = clock or SystemClock()
         self.health = Health()
         self.registry = CollectorRegistry()
@@ -56,6 +81,7 @@ class Service:
         self.shared: dict[str, Any] = {}
         self.store: Store | None = None
         self.runner: Runner | None = None
+        self.host: ServiceHost | None = None
         self.planner: Planner | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http_port: int | None = None
@@ -80,13 +106,14 @@ class Service:
         await self.refresh()
         calendars = calendars_from(self.config)
         self.runner = Runner(self.store, self.config, self.kinds, self.clock, self.metrics, self.shared)
-        if self.kinds.get("email") is not None and self.kinds["email"].background is not None:
-            self.runner.observed_until = self.mailbox_observed_until
+        self.host = ServiceHost(self.config, self.clock, self.runner, self.store, self.health,
+                                gauges={"mailbox": self.metrics.mailbox_status})
+        self.runner.observed_until = self.observed_until
         self._stack.push_async_callback(self.runner.shutdown)
         self.planner = Planner(self.store, self.config, calendars, self.clock)
         for kind in self.kinds.values():
             if kind.background is not None:
-                await self._stack.enter_async_context(kind.background(self))
+                await self._stack.enter_async_context(kind.background(self.host))
         self._start_call_log_pollers(calendars)
         await self._start_http()
         self._start_scheduler()
@@ -97,15 +124,12 @@ class Service:
         log.info("qualimon running: %d sites, database %s, http %s", len(self.config.sites),
                  self.store.display_url, self.config.http.listen)
 
-    def mailbox_observed_until(self, probe: Any, now: datetime) -> datetime:
-        """Email answers are known up to now only while the probe's mailbox is being watched."""
-        if probe.channel != "email":
+    def observed_until(self, probe: ProbeRecord, now: datetime) -> datetime:
+        """Until when the absence of an answer to `probe` is known: its kind may say less than `now`."""
+        kind = self.kinds.get(probe.channel)
+        if kind is None or kind.observed_until is None or kind.background is None:
             return now
-        name, _ = self.config.mailbox_for(self.config.site(probe.site))
-        check = self.health.check(f"mailbox:{name}")
-        if check is None:  # its watcher has not read it yet since we started
-            return datetime.min.replace(tzinfo=timezone.utc)
-        return now if check.ok else min(now, check.since)
+        return kind.observed_until(probe, now, self.host)
 
     def _start_call_log_pollers(self, calendars: dict[str, Any]) -> None:
         from probes.calllogs.ingest import CallLogIngester, poll_forever

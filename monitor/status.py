@@ -33,9 +33,8 @@ def site_commitments(config: Config) -> list[tuple[str, str]]:
     """Every (site, commitment) pair that can have probes, in config order."""
     pairs = []
     for site in config.sites:
-        for cid, commitment in config.commitments.items():
-            if getattr(site, commitment.channel.value) is not None:
-                pairs.append((site.id, cid))
+        channels = config.site_channels(site)
+        pairs += [(site.id, cid) for cid, commitment in config.commitments.items() if commitment.channel in channels]
     return pairs
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor.calendar import BusinessCalendar, deadline
-from monitor.config.models import Commitment, Config, Site
+from monitor.config.models import Commitment, Config
 from monitor.store.records import EventRecord, ProbeRecord
 
 PENDING, MET, MISSED, VOID = "pending", "met", "missed", "void"
@@ -157,7 +157,3 @@ def applicable_commitments(config: Config, probe: ProbeRecord) -> dict[str, Comm
         if c.during == "any" or c.during == probe.purpose
     }
 
-
-def calendar_id_for(site: Site, channel: str) -> str:
-    """Email answers run on the office calendar (jours ouvrés), calls on the site's opening hours."""
-    return site.email_calendar if channel == "email" else site.calendar

@@ -100,7 +100,10 @@ async def list_calls(request: web.Request, args: Args) -> web.Response:
 
 async def list_probes(request: web.Request, args: Args) -> web.StreamResponse:
     service = context(request).service
-    where = probe_filter(args, service.config.timezone, channel=args.get("channel"))
+    channel = args.get("channel")
+    if channel is not None and channel not in service.config.channels:
+        raise bad_request(f"channel: must be one of {', '.join(service.config.channels)}")
+    where = probe_filter(args, service.config.timezone, channel=channel)
     if wants_csv(args.get("format"), request.headers.get("Accept", "")):
         return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor")))
     page, after = await queries.probe_page(service.store, where, args.get("cursor"), args["limit"])

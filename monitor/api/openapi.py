@@ -58,7 +58,7 @@ SITE = closed({
     "commitments": {"type": "array", "items": {"type": "string"}},
 })
 COMMITMENT = closed({
-    "id": {"type": "string"}, "channel": {"type": "string", "enum": ["email", "phone"]},
+    "id": {"type": "string"}, "channel": {"type": "string"},
     "within": closed({"unit": {"type": "string", "enum": ["working_days", "business_hours", "seconds", "rings"]},
                       "amount": {"type": "number"}}),
     "threshold_seconds": NUMBER_OR_NULL, "counts": {"type": "array", "items": {"type": "string"}},

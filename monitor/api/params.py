@@ -161,7 +161,6 @@ def commitment_param(description: str = "Only this commitment (its id in the con
                  matching(COMMITMENT_ID, "a commitment id such as 'email.reply'"))
 
 
-CHANNELS = ("email", "phone")
 VERDICTS = ("pending", "met", "missed", "void")
 
 FROM = Param("from", {"type": "string", "pattern": WHEN},

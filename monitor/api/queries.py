@@ -261,7 +261,7 @@ def site_documents(config: Config, *, contacts: bool) -> list[dict[str, Any]]:
 
 
 def commitment_document(cid: str, commitment: Commitment) -> dict[str, Any]:
-    return {"id": cid, "channel": commitment.channel.value,
+    return {"id": cid, "channel": commitment.channel,
             "within": {"unit": commitment.within.unit, "amount": commitment.within.amount},
             "threshold_seconds": commitment.threshold_seconds, "counts": list(commitment.answer_kinds),
             "during": commitment.during, "ring_cadence_seconds": commitment.ring_cadence_seconds,

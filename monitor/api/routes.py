@@ -20,7 +20,6 @@ from monitor.api import handlers
 from monitor.api.auth import Authenticator
 from monitor.api.errors import json_errors
 from monitor.api.params import (
-    CHANNELS,
     CURSOR_PARAM,
     FROM,
     LIMIT,
@@ -30,13 +29,14 @@ from monitor.api.params import (
     Args,
     Param,
     commitment_param,
+    matching,
     one_of,
     parse_args,
     parse_positive_int,
     site_param,
 )
 from monitor.api.regrade import body_schema
-from monitor.config.models import Role
+from monitor.config.models import SLUG, Role
 
 RouteHandler = Callable[[web.Request, Args], Awaitable[web.StreamResponse]]
 
@@ -58,8 +58,9 @@ class Route:
     tags: tuple[str, ...] = field(default=())
 
 
-CHANNEL_FILTER = Param("channel", {"type": "string", "enum": list(CHANNELS)}, "Only this channel.",
-                       one_of(CHANNELS))
+CHANNEL_FILTER = Param("channel", {"type": "string", "pattern": SLUG},
+                       "Only this channel: `email`, `phone`, or another probe kind's of this build.",
+                       matching(SLUG, "a channel such as 'email'"))
 COMMITMENT_FILTER = commitment_param("Only probes with a verdict for this commitment.")
 VERDICT_FILTER = Param("verdict", {"type": "string", "enum": list(VERDICTS)},
                        "Only probes with this verdict (for `commitment` when given, else for any commitment).",

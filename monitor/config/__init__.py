@@ -1,6 +1,7 @@
 """Configuration: typed models, the YAML loader and cross-reference checks."""
 
 from monitor.config.loader import ConfigError, Problem, load_config, parse_config
-from monitor.config.models import Channel, Commitment, Config, Site
+from monitor.config.channels import ChannelSpec, PlanSlot
+from monitor.config.models import Commitment, Config, Site
 
-__all__ = ["Channel", "Commitment", "Config", "ConfigError", "Problem", "Site", "load_config", "parse_config"]
+__all__ = ["ChannelSpec", "Commitment", "Config", "ConfigError", "PlanSlot", "Problem", "Site", "load_config", "parse_config"]

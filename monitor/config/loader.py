@@ -21,7 +21,8 @@ import yaml
 from pydantic import ValidationError
 
 from monitor.config.crossrefs import check_references
-from monitor.config.models import Config
+from monitor.config.channels import BUILT_IN, CONTEXT_KEY, ChannelSpec
+from monitor.config.models import Config, config_model
 
 Path_ = tuple[str | int, ...]
 
@@ -180,8 +181,13 @@ def _line_for(loc: Path_, lines: dict[Path_, int]) -> int:
 
 
 def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None,
-                 environ: Mapping[str, str] | None = None) -> Config:
-    """Parse YAML text; raise `ConfigError` listing every problem."""
+                 environ: Mapping[str, str] | None = None,
+                 channels: Mapping[str, ChannelSpec] | None = None) -> Config:
+    """Parse YAML text; raise `ConfigError` listing every problem.
+
+    `channels`: the probe channels the service runs with (default: the built-in email and phone); a
+    kind registered at the composition root brings its own, so its commitments and site sections validate.
+    """
     try:
         root = yaml.compose(text, Loader=COMPOSER)
     except yaml.YAMLError as exc:
@@ -198,7 +204,8 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     problems = list(builder.problems)
     config = None
     try:
-        config = Config.model_validate(data)
+        channels = BUILT_IN if channels is None else channels
+        config = config_model(channels).model_validate(data, context={CONTEXT_KEY: channels})
     except ValidationError as exc:
         problems += _problems_from(exc, builder.lines)
     problems += [Problem(_line_for(p, builder.lines), format_path(p), m) for p, m in check_references(data)]
@@ -208,10 +215,11 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     return config
 
 
-def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
+                channels: Mapping[str, ChannelSpec] | None = None) -> Config:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(file), [Problem(0, "", f"cannot read the file: {exc.strerror or exc}")]) from None
-    return parse_config(text, source=str(file), base_dir=file.parent, environ=environ)
+    return parse_config(text, source=str(file), base_dir=file.parent, environ=environ, channels=channels)

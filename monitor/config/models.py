@@ -14,9 +14,11 @@ import ipaddress
 import re
 import ssl
 from datetime import date, time
+from collections.abc import Mapping
 from email.utils import parseaddr
+from functools import cache
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from probes.calllogs.asterisk_csv import MasterCsvOptions
@@ -27,9 +29,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    PrivateAttr,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
+
+from monitor.config.channels import BUILT_IN, ChannelSpec, channels_in
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -39,11 +46,6 @@ E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Channel(str, Enum):
-    email = "email"
-    phone = "phone"
 
 
 class Role(str, Enum):
@@ -253,46 +255,67 @@ class Within(Frozen):
         return getattr(self, self.unit)
 
 
-EmailAnswer = Literal["human_reply", "auto_reply"]
-PhoneAnswer = Literal["answered"]
-
-
 class Commitment(Frozen):
-    channel: Channel = Field(description="Which probes the commitment judges.")
+    channel: Annotated[str, Field(pattern=SLUG)] = Field(
+        description="Which probes the commitment judges: a probe channel (`email`, `phone`, or a registered kind).")
     within: Within = Field(description="The deadline: exactly one of its keys.")
-    counts: tuple[Literal["human_reply", "auto_reply", "answered"], ...] | None = Field(
-        default=None, description="What counts as an answer (email default: human_reply; phone: answered).")
+    counts: tuple[str, ...] | None = Field(
+        default=None, description="What counts as an answer (email: human_reply, auto_reply; phone: answered). "
+                                "Default: email human_reply; phone answered.")
     target: Annotated[float, Field(gt=0, le=1)] | None = Field(
         default=None, description="Share of decided probes that must meet it (default 0.90 email, 0.85 phone).")
-    during: Literal["open", "closed", "any"] = Field(
-        default="any", description="Phone only: calls placed inside (`open`) or outside (`closed`) opening hours.")
+    during: Annotated[str, Field(pattern=SLUG)] = Field(
+        default="any", description="Phone only: calls placed inside (`open`) or outside (`closed`) opening hours; "
+                                   "`any` for both.")
     ring_cadence_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         default=5.0, description="Seconds per ring (the French cadence is 5 s).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Fill `counts` and `target` from the channel, so every later reader sees the value that applies."""
+        if not isinstance(data, dict):
+            return data
+        spec = channels_in(info.context).get(str(data.get("channel")))
+        if spec is None:
+            return data
+        filled = dict(data)
+        if filled.get("counts") is None:
+            filled["counts"] = spec.default_counts
+        if filled.get("target") is None:
+            filled["target"] = spec.default_target
+        return filled
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str, info: ValidationInfo) -> str:
+        channels = channels_in(info.context)
+        if value not in channels:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(sorted(channels))}")
+        return value
+
     @model_validator(mode="after")
-    def _fits_channel(self) -> Commitment:
-        if self.counts is not None:
-            allowed = {"email": {"human_reply", "auto_reply"}, "phone": {"answered"}}[self.channel.value]
-            wrong = [c for c in self.counts if c not in allowed]
-            if wrong:
-                raise ValueError(
-                    f"counts {wrong} do not apply to the {self.channel.value} channel; use {sorted(allowed)}"
-                )
-        if self.during != "any" and self.channel is not Channel.phone:
-            raise ValueError("'during' applies to phone commitments only")
+    def _fits_channel(self, info: ValidationInfo) -> Commitment:
+        spec = channels_in(info.context)[self.channel]
+        counts = self.counts or ()
+        wrong = [c for c in counts if c not in spec.answers]
+        if wrong or not counts:
+            raise ValueError(f"counts {list(counts)} do not apply to the {self.channel} channel; "
+                             f"use some of {list(spec.answers)}")
+        if self.during != "any" and self.during not in spec.purposes:
+            if not spec.purposes:
+                raise ValueError(f"'during' does not apply to {self.channel} commitments")
+            raise ValueError(f"during: {self.during!r} is not known for {self.channel}; "
+                             f"use any, {', '.join(spec.purposes)}")
         return self
 
     @property
     def answer_kinds(self) -> tuple[str, ...]:
-        if self.counts is not None:
-            return self.counts
-        return ("human_reply",) if self.channel is Channel.email else ("answered",)
+        return self.counts or ()  # filled from the channel by validation
 
     @property
     def target_ratio(self) -> float:
-        if self.target is not None:
-            return self.target
-        return 0.90 if self.channel is Channel.email else 0.85
+        return self.target or 0.0  # filled from the channel by validation
 
     @property
     def threshold_seconds(self) -> float | None:
@@ -480,6 +503,10 @@ class Site(Frozen):
     def email_calendar(self) -> str:
         return self.office_calendar or self.calendar
 
+    def section(self, channel: str) -> Any:
+        """The site's settings for `channel` (`email:`, `phone:`, or a registered kind's), None if it has none."""
+        return getattr(self, channel, None) if channel in type(self).model_fields else None
+
 
 # --------------------------------------------------------------------------
 # service settings
@@ -617,10 +644,33 @@ class Config(Frozen):
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     call_logs: dict[Annotated[str, Field(pattern=SLUG)], CallLogSource] = Field(default_factory=dict)
 
+    # The channels this config was validated with (the registered probe kinds'); see config/channels.py.
+    _channels: Mapping[str, ChannelSpec] = PrivateAttr(default_factory=lambda: BUILT_IN)
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _remember_channels(self, info: ValidationInfo) -> Config:
+        self._channels = channels_in(info.context)
+        return self
+
+    # ---- channels
+
+    @property
+    def channels(self) -> Mapping[str, ChannelSpec]:
+        return self._channels
+
+    def site_channels(self, site: Site) -> tuple[str, ...]:
+        """The channels `site` has settings for, in registration order."""
+        return tuple(name for name in self._channels if site.section(name) is not None)
+
+    def calendar_id_for(self, site: Site, channel: str) -> str:
+        """Written answers run on the office calendar (jours ouvrés), calls on the site's opening hours."""
+        spec = self._channels.get(channel)
+        return site.office_calendar or site.calendar if spec is not None and spec.office_calendar else site.calendar
 
     # ---- lookups used everywhere; cross-references are guaranteed by crossrefs.py
 
@@ -630,9 +680,8 @@ class Config(Frozen):
                 return site
         raise KeyError(f"no site {site_id!r} in the config; known: {', '.join(s.id for s in self.sites)}")
 
-    def commitments_for(self, channel: Channel | str) -> dict[str, Commitment]:
-        channel = Channel(channel)
-        return {cid: c for cid, c in self.commitments.items() if c.channel is channel}
+    def commitments_for(self, channel: str) -> dict[str, Commitment]:
+        return {cid: c for cid, c in self.commitments.items() if c.channel == channel}
 
     def calendar_tz(self, calendar_id: str) -> str:
         return self.calendars[calendar_id].timezone or self.timezone
@@ -644,3 +693,17 @@ class Config(Frozen):
     def line_for(self, site: Site) -> tuple[str, PhoneLine]:
         name = (site.phone.line if site.phone else None) or next(iter(self.phone_lines))
         return name, self.phone_lines[name]
+
+
+def config_model(channels: Mapping[str, ChannelSpec]) -> type[Config]:
+    """`Config`, with a `sites[].<name>` section for every registered channel not built into `Site`."""
+    sections = tuple((name, spec.site_model) for name, spec in channels.items()
+                     if spec.site_model is not None and name not in Site.model_fields)
+    return _with_sections(sections) if sections else Config
+
+
+@cache
+def _with_sections(sections: tuple[tuple[str, type[BaseModel]], ...]) -> type[Config]:
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in sections}
+    site = create_model("Site", __base__=Site, **fields)
+    return create_model("Config", __base__=Config, sites=(tuple[site, ...], ...))  # type: ignore[valid-type]

@@ -87,8 +87,7 @@ async def _drive(service: Service, stop: asyncio.Event, every: float) -> None:
         now = service.clock.now()
         new = [NewProbe(site=site.id, channel=channel, planned_at=now, origin="demo",
                         purpose=_purpose(service, site.calendar, channel))
-               for site in service.config.sites for channel in ("email", "phone")
-               if getattr(site, channel) is not None]
+               for site in service.config.sites for channel in service.config.site_channels(site)]
         async with service.store.write() as tx:
             await tx.insert_probes(new, now)
         try:
@@ -98,10 +97,8 @@ async def _drive(service: Service, stop: asyncio.Event, every: float) -> None:
 
 
 def _purpose(service: Service, calendar: str, channel: str) -> str:
-    if channel == "email":
-        return "standard"
     assert service.runner is not None
-    return "open" if service.runner.calendars[calendar].is_open(service.clock.now()) else "closed"
+    return service.config.channels[channel].purpose_at(service.runner.calendars[calendar].is_open(service.clock.now()))
 
 
 def _banner(service: Service, root: Path, duration: float | None) -> None:

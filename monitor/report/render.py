@@ -180,7 +180,7 @@ def _config_section(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str
 
 def _commitments_table(config: Config) -> str:
     rows = "".join(
-        f"<tr>{tag('th', cid, scope='row')}{tag('td', c.channel.value)}{tag('td', describe_within(c))}"
+        f"<tr>{tag('th', cid, scope='row')}{tag('td', c.channel)}{tag('td', describe_within(c))}"
         f"{tag('td', ', '.join(c.answer_kinds))}{tag('td', c.during)}{tag('td', fmt_target(c.target_ratio), class_='num')}"
         "</tr>" for cid, c in config.commitments.items())
     return ('<table><caption>Commitments</caption><thead><tr><th scope="col">commitment</th><th scope="col">channel'

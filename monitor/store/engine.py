@@ -10,6 +10,7 @@ on the lock upgrade and one would fail with "database is locked".
 from __future__ import annotations
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -22,6 +23,16 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL may still contain a secret: show nothing of it
         return "<unparsable database URL>"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` says the database (or the way to it) is down, rather than that a statement was wrong:
+    the former is our failure and is waited out; the latter must not be mistaken for it."""
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+    return False
 
 
 def create_engine(url: str) -> AsyncEngine:

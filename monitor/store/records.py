@@ -138,3 +138,7 @@ class Cursor:
     uidvalidity: int | None = None
     last_uid: int | None = None
     position: dict[str, Any] | None = None
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or used; the monitor's failure, never the service's."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, select, true, tuple_, update
+from sqlalchemy import and_, case, delete, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import chain
@@ -36,13 +36,10 @@ from monitor.store.records import (
     NewProbe,
     ProbeRecord,
     StoredEvidence,
+    StoreUnavailable,
     VerdictRecord,
 )
 from monitor.store.schema import ChainHead, Event, Evidence, Plan, Probe, Verdict, WatcherCursor
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached or used; the monitor's failure, never the service's."""
 
 
 @dataclass(frozen=True)
@@ -128,22 +125,23 @@ class StoreTx:
             raise KeyError(f"no probe {probe_id}")
         return probe
 
-    async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime) -> list[ProbeRecord]:
-        """Atomically take due planned probes; at most one phone call per site at a time."""
+    async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime,
+                        exclusive: Collection[str] = ()) -> list[ProbeRecord]:
+        """Atomically take due planned probes; of an `exclusive` channel (calls), at most one per site at a time."""
         candidates = (await self.conn.execute(
             select(Probe).where(Probe.status == PLANNED, Probe.planned_at <= now)
             .order_by(Probe.planned_at, Probe.id).limit(limit * 4)
             .with_for_update(skip_locked=True)
         )).all()
-        busy_lines = await self._sites_calling()
+        busy = await self._sites_busy(exclusive) if exclusive else set()
         chosen: list[Probe] = []
         for probe in candidates:
             if len(chosen) == limit:
                 break
-            if probe.channel == "phone":
-                if probe.site in busy_lines:
+            if probe.channel in exclusive:
+                if (probe.site, probe.channel) in busy:
                     continue
-                busy_lines.add(probe.site)
+                busy.add((probe.site, probe.channel))
             chosen.append(probe)
         if not chosen:
             return []
@@ -158,11 +156,12 @@ class StoreTx:
         rows = (await self.conn.execute(select(Probe).where(Probe.id.in_(ids)))).all()
         return sorted((ProbeRecord.from_row(r) for r in rows), key=lambda r: (r.planned_at, r.id))
 
-    async def _sites_calling(self) -> set[str]:
+    async def _sites_busy(self, channels: Collection[str]) -> set[tuple[str, str]]:
         rows = await self.conn.execute(
-            select(Probe.site).where(Probe.channel == "phone", Probe.status.in_((CLAIMED, SENDING))).distinct()
+            select(Probe.site, Probe.channel).where(Probe.channel.in_(list(channels)),
+                                                    Probe.status.in_((CLAIMED, SENDING))).distinct()
         )
-        return {row.site for row in rows}
+        return {(row.site, row.channel) for row in rows}
 
     async def expired_claims(self, now: datetime) -> list[ProbeRecord]:
         rows = (await self.conn.execute(
@@ -308,6 +307,21 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [ProbeRecord.from_row(r) for r in rows]
 
+    async def open_probes(self, channel: str, *, message_ids: Collection[str] = (), tokens: Collection[str] = (),
+                          sites: Collection[str] = ()) -> list[ProbeRecord]:
+        """Probes of `channel` being sent or watched, found by Message-ID, token or site (all indexed columns):
+        what an answer read from a mailbox could be answering, without scanning every open probe."""
+        conditions = []
+        if message_ids:
+            conditions.append(Probe.message_id.in_(list(message_ids)))
+        if tokens:
+            conditions.append(Probe.token.in_(list(tokens)))
+        if sites:
+            conditions.append(Probe.site.in_(list(sites)))
+        if not conditions:
+            return []
+        return await self.probes_where(Probe.channel == channel, Probe.status.in_((SENDING, SENT)), or_(*conditions))
+
     async def planned_slots(self, site: str, channel: str, purpose: str, start: datetime,
                             end: datetime) -> list[ProbeRecord]:
         """Every planned probe of one bucket (cancelled ones too) with planned_at in [start, end)."""
@@ -374,6 +388,10 @@ class Store:
             expired = select(Probe.id).where(Probe.status == "sent", Probe.watch_until <= now)
             rows = await conn.execute(overdue.union(expired).limit(limit))
             return [row[0] for row in rows]
+
+    async def save_cursor(self, cursor: Cursor, at: datetime | None = None) -> None:
+        async with self.write() as tx:
+            await tx.set_cursor(cursor, at or datetime.now(timezone.utc))
 
     async def cursor(self, name: str) -> Cursor | None:
         async with self.read() as conn:

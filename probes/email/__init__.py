@@ -6,7 +6,7 @@
 """
 
 from monitor.kinds import ProbeKind
-from probes.email.background import watch_mailboxes
+from probes.email.background import observed_until, watch_mailboxes
 from probes.email.probe import reconcile, run
 
-KIND = ProbeKind("email", run, reconcile, background=watch_mailboxes)
+KIND = ProbeKind("email", run, reconcile, background=watch_mailboxes, observed_until=observed_until)

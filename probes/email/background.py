@@ -1,8 +1,11 @@
 """The email kind's background work in `qualimon run`: one watcher per mailbox feeding the pipeline.
 
-Each watcher's status goes to `/healthz` (`mailbox:<name>`, non-critical: a
-mailbox down makes the service `degraded`) and to `qualimon_mailbox_up` /
-`qualimon_mailbox_last_success_timestamp_seconds`.
+Each watcher's status goes to the host as component `mailbox` (`/healthz`
+check `mailbox:<name>`, non-critical: a mailbox down makes the service
+`degraded`; `qualimon_mailbox_up` and
+`qualimon_mailbox_last_success_timestamp_seconds`).  While a mailbox cannot
+be read, `observed_until` holds the verdicts of its probes back: an answer
+may be waiting there, so no deadline passes unobserved.
 """
 
 from __future__ import annotations
@@ -10,19 +13,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import datetime, timezone
 
+from monitor.kinds import KindHost
+from monitor.store.records import ProbeRecord
 from probes.email.pipeline import ReplyPipeline
 from probes.email.watcher import StatusCallback, make_watcher
 
+COMPONENT = "mailbox"
+
 
 @asynccontextmanager
-async def watch_mailboxes(service: Any) -> AsyncIterator[None]:
-    pipeline = ReplyPipeline(service.runner, service.config)
+async def watch_mailboxes(host: KindHost) -> AsyncIterator[None]:
+    pipeline = ReplyPipeline(host.recorder, host.probes, host.config)
     tasks = []
-    for name, mailbox in service.config.mailboxes.items():
-        watcher = make_watcher(name, mailbox, service.store, on_status=_reporter(service, name),
-                               clock=service.clock)
+    for name, mailbox in host.config.mailboxes.items():
+        watcher = make_watcher(name, mailbox, host.cursors, on_status=_reporter(host, name), clock=host.clock)
         tasks.append(asyncio.create_task(watcher.run(pipeline.handle), name=f"mailbox {name}"))
     try:
         yield
@@ -32,10 +38,17 @@ async def watch_mailboxes(service: Any) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _reporter(service: Any, name: str) -> StatusCallback:
+def observed_until(probe: ProbeRecord, now: datetime, host: KindHost) -> datetime:
+    """Email answers are known up to now only while the probe's mailbox is being watched."""
+    name, _ = host.config.mailbox_for(host.config.site(probe.site))
+    status = host.status_of(COMPONENT, name)
+    if status is None:  # its watcher has not read it yet since we started
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return now if status.up else min(now, status.since)
+
+
+def _reporter(host: KindHost, name: str) -> StatusCallback:
     def report(up: bool, detail: str) -> None:
-        now = service.clock.now()
-        service.health.report(f"mailbox:{name}", up, detail, now)
-        service.metrics.mailbox_status(name, up, now if up else None)
+        host.report_status(COMPONENT, name, up, detail)
 
     return report

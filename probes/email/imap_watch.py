@@ -76,7 +76,7 @@ from aioimaplib.aioimaplib import (  # type: ignore[import-untyped]
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import ImapConfig
 from monitor.store.records import Cursor
-from monitor.store.store import Store
+from monitor.kinds import CursorStore
 from probes.email.watcher import (
     Backoff,
     CursorKeeper,
@@ -540,7 +540,7 @@ class _Position:
 class ImapWatcher:
     """Watches one IMAP folder; see the module docstring for the contract."""
 
-    def __init__(self, name: str, config: ImapConfig, store: Store, *,
+    def __init__(self, name: str, config: ImapConfig, store: CursorStore, *,
                  on_status: StatusCallback = ignore_status, clock: Clock | None = None,
                  first_start_days: float | None = None, rescan_days: float = 30.0,
                  batch_size: int = BATCH_SIZE, body_prefix: int = BODY_PREFIX,

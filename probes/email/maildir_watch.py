@@ -38,7 +38,7 @@ from pathlib import Path
 
 from monitor.clock import Clock, SystemClock
 from monitor.store.records import Cursor
-from monitor.store.store import Store
+from monitor.kinds import CursorStore
 from probes.email.watcher import (
     Backoff,
     CursorKeeper,
@@ -121,7 +121,7 @@ def _mtime(path: Path) -> float | None:
 class MaildirWatcher:
     """Watches one Maildir; see the module docstring for the contract."""
 
-    def __init__(self, name: str, path: str | Path, store: Store, *,
+    def __init__(self, name: str, path: str | Path, store: CursorStore, *,
                  on_status: StatusCallback = ignore_status, clock: Clock | None = None,
                  poll_seconds: float = 2.0, first_start_days: float | None = None,
                  body_prefix: int = BODY_PREFIX, batch_size: int = BATCH_SIZE, retry: RetryPolicy | None = None):

@@ -24,13 +24,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_
-
 from monitor.config.models import Config
-from monitor.kinds import Response
-from monitor.runner import Runner
-from monitor.store.records import SENDING, SENT, EvidenceItem, ProbeRecord
-from monitor.store.schema import Probe
+from monitor.kinds import ProbeQueries, Recorder, Response
+from monitor.store.records import EvidenceItem, ProbeRecord
 from probes.email.classify import Classification, classify
 from probes.email.match import Match, ProbeRef, match_message
 from probes.email.message import ParsedMessage, normalize_message_id, parse_message
@@ -44,8 +40,9 @@ NOT_COUNTED = {"read_receipt"}
 
 
 class ReplyPipeline:
-    def __init__(self, runner: Runner, config: Config):
-        self.runner = runner
+    def __init__(self, recorder: Recorder, probes: ProbeQueries, config: Config):
+        self.recorder = recorder
+        self.probes = probes
         self.config = config
         self.site_by_address = {s.email.address.lower(): s.id for s in config.sites if s.email is not None}
 
@@ -69,17 +66,17 @@ class ReplyPipeline:
                                  await self._whole(fetched, message)),)
         at = fetched.received_at
         if verdict.kind == "bounce":
-            await self.runner.record_response(probe_id, Response("bounce", at, details, counts=False), evidence)
+            await self.recorder.record_response(probe_id, Response("bounce", at, details, counts=False), evidence)
             if verdict.bounce == "permanent":
-                probe = await self.runner.store.probe(probe_id)
+                probe = await self.probes.probe(probe_id)
                 address = probe.details.get("to", "?") if probe else "?"
-                await self.runner.record_failure(
+                await self.recorder.record_failure(
                     probe_id, "undeliverable",
                     alert=f"the published address {address} bounces permanently "
                           f"({verdict.status_code or 'no status'}): check it with the site")
             return
         counts = verdict.kind not in NOT_COUNTED
-        await self.runner.record_response(probe_id, Response(verdict.kind, at, details, counts=counts), evidence)
+        await self.recorder.record_response(probe_id, Response(verdict.kind, at, details, counts=counts), evidence)
 
     async def _whole(self, fetched: FetchedMessage, message: ParsedMessage) -> bytes:
         """Auditors get the whole message: the watcher read only its head and a prefix of the body."""
@@ -96,17 +93,8 @@ class ReplyPipeline:
     async def candidates(self, message: ParsedMessage, verdict: Classification) -> list[ProbeRef]:
         """Probes this message could answer, found by index instead of scanning every open probe."""
         ids, tokens, sites = _keys(message, verdict, self.site_by_address)
-        conditions = []
-        if ids:
-            conditions.append(Probe.message_id.in_([f"<{i}>" for i in ids] + list(ids)))
-        if tokens:
-            conditions.append(Probe.token.in_(tokens))
-        if sites:
-            conditions.append(Probe.site.in_(sites))
-        if not conditions:
-            return []
-        probes = await self.runner.store.probes_where(
-            Probe.channel == "email", Probe.status.in_((SENDING, SENT)), or_(*conditions))
+        probes = await self.probes.open_probes(
+            "email", message_ids=[f"<{i}>" for i in ids] + list(ids), tokens=tokens, sites=sites)
         return [ref for p in probes if (ref := self._ref(p)) is not None]
 
     def _ref(self, probe: ProbeRecord) -> ProbeRef | None:
@@ -122,7 +110,7 @@ class ReplyPipeline:
             return False
         wanted = normalize_message_id(message_id)
         return any(e.type == "response" and normalize_message_id(e.data.get("message_id", "")) == wanted
-                   for e in await self.runner.store.events_for(probe_id))
+                   for e in await self.probes.events_for(probe_id))
 
 
 def _keys(message: ParsedMessage, verdict: Classification,

@@ -23,9 +23,8 @@ content), counted in `WatcherStats.poisoned`, and skipped, so one bad message
 cannot stop the mailbox.  A `StoreUnavailable` from `handle` is different:
 the database is down, not the message bad, so the watcher waits (capped
 backoff) and retries the same message without counting an attempt, for as
-long as it takes; so do database connection errors (SQLAlchemy
-`OperationalError`/`InterfaceError`, a dropped connection) and `OSError`s, as
-judged by `RetryPolicy.is_outage` (replaceable).
+long as it takes (the host raises it for every database outage); so do
+`OSError`s, as judged by `RetryPolicy.is_outage` (replaceable).
 
 Status goes to `on_status(up, detail)`: `up=False` whenever the mailbox
 cannot be read (connection refused, login refused, connection lost ...),
@@ -45,11 +44,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import exc as sa_exc
-
 from monitor.clock import Clock, SystemClock
-from monitor.store.records import Cursor
-from monitor.store.store import Store, StoreUnavailable
+from monitor.kinds import CursorStore
+from monitor.store.records import Cursor, StoreUnavailable
 
 if TYPE_CHECKING:
     from monitor.config.models import Mailbox
@@ -111,12 +108,9 @@ class WatcherStats:
 
 
 def is_store_outage(exc: BaseException) -> bool:
-    """True when `handle` failed because the database (or the network) is down, not because of the message."""
-    if isinstance(exc, (StoreUnavailable, OSError, TimeoutError)):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-    return False
+    """True when `handle` failed because the database (or the network) is down, not because of the message.
+    The host turns database outages into `StoreUnavailable`; any other database error is the message's."""
+    return isinstance(exc, (StoreUnavailable, OSError, TimeoutError))
 
 
 @dataclass(frozen=True)
@@ -197,7 +191,7 @@ def _give_up(message: FetchedMessage, exc: Exception, attempts: int, stats: Watc
 class CursorKeeper:
     """Loads and saves one watcher's cursor; a failed save is retried at the next one, never fatal."""
 
-    def __init__(self, store: Store, name: str, clock: Clock):
+    def __init__(self, store: CursorStore, name: str, clock: Clock):
         self.store = store
         self.name = name
         self.clock = clock
@@ -219,8 +213,7 @@ class CursorKeeper:
         if cursor == self.saved:
             return True
         try:
-            async with self.store.write() as tx:
-                await tx.set_cursor(cursor, self.clock.now())
+            await self.store.save_cursor(cursor)
         except Exception as exc:  # noqa: BLE001 - worst case a restart re-delivers; keep reading
             log.warning("cursor %s: could not save (%s); will retry", self.name, type(exc).__name__)
             return False
@@ -228,7 +221,7 @@ class CursorKeeper:
         return True
 
 
-def make_watcher(name: str, mailbox: Mailbox, store: Store, *, on_status: StatusCallback = ignore_status,
+def make_watcher(name: str, mailbox: Mailbox, store: CursorStore, *, on_status: StatusCallback = ignore_status,
                  clock: Clock | None = None, **options: Any) -> Watcher:
     """The watcher a `mailboxes.<name>` config entry asks for (IMAP or Maildir)."""
     clock = clock or SystemClock()

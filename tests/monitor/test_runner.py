@@ -300,21 +300,23 @@ async def test_a_deadline_passing_while_our_mailbox_is_unreadable_stays_pending(
                                                "email.reply": ("missed", "no_answer")}
 
 
-def test_the_service_knows_email_answers_only_while_the_mailbox_is_watched(config, clock) -> None:
-    from monitor.service import Service
+async def test_email_answers_are_known_only_while_the_mailbox_is_watched(config, clock, sqlite_store) -> None:
+    from monitor.health import Health
+    from monitor.host import ServiceHost
     from monitor.store.records import ProbeRecord
     from probes.email import KIND
 
-    service = Service(config, kinds={"email": KIND}, clock=clock)
+    health = Health()
+    host = ServiceHost(config, clock, Runner(sqlite_store, config, {}, clock), sqlite_store, health, gauges={})
     probe = ProbeRecord(id="p", site="petit-palais", channel="email", purpose="standard", origin="plan",
                         status="sent", planned_at=clock.now(), sent_at=clock.now(), timer_started_at=None,
                         closed_at=None, watch_until=None, token=None, message_id=None, void_reason=None,
                         attempts=1, details={})
     now = clock.now()
-    assert service.mailbox_observed_until(probe, now).year == 1  # not read yet since start
-    service.health.report("mailbox:mystery", True, "IDLE", now - timedelta(minutes=5))
-    assert service.mailbox_observed_until(probe, now) == now
-    service.health.report("mailbox:mystery", False, "connection refused", now - timedelta(minutes=2))
-    assert service.mailbox_observed_until(probe, now) == now - timedelta(minutes=2)
-    call = ProbeRecord(**{**probe.__dict__, "channel": "phone"})
-    assert service.mailbox_observed_until(call, now) == now
+    assert KIND.observed_until is not None
+    assert KIND.observed_until(probe, now, host).year == 1  # not read yet since start
+    host.report_status("mailbox", "mystery", True, "IDLE")
+    assert KIND.observed_until(probe, now, host) == now
+    clock.advance(180)
+    host.report_status("mailbox", "mystery", False, "connection refused")
+    assert KIND.observed_until(probe, clock.now(), host) == now + timedelta(minutes=3)

@@ -27,7 +27,7 @@ async def add(store: Store, *probes: NewProbe) -> None:
 
 async def claim(store: Store, now: datetime, limit: int = 10, owner: str = "test"):
     async with store.write() as tx:
-        return await tx.claim_due(now, limit, owner, now + timedelta(minutes=5))
+        return await tx.claim_due(now, limit, owner, now + timedelta(minutes=5), exclusive=("phone",))
 
 
 async def test_it_gives_back_instants_as_aware_utc(store: Store) -> None:
