@@ -1,4 +1,4 @@
-"""Business calendar of a site: working days, opening hours and deadlines (DESIGN §2).
+"""Business calendar of a site: working days, opening hours and deadlines (docs/design.md §2).
 
 Pure arithmetic, no I/O.  A `BusinessCalendar` answers "is this a working
 day?", "is the site open now?", "when is this answer due?" and "how much

@@ -1,4 +1,4 @@
-"""The `qualimon` command line (DESIGN §4); also `python -m monitor`.
+"""The `qualimon` command line (docs/design.md §4); also `python -m monitor`.
 
 Exit codes: 0 success, 1 the command ran and found a problem (a broken
 chain, a failed probe), 2 bad usage or an invalid config (every error is

@@ -1,4 +1,4 @@
-"""Probe history as auditors see it: one document per probe (DESIGN §5).
+"""Probe history as auditors see it: one document per probe (docs/design.md §5).
 
 `probe_document` gives the public shape (`id, site, channel, status,
 planned_at, sent_at, events, verdicts`); `iter_documents` streams them in

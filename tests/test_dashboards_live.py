@@ -20,7 +20,7 @@ VALUES = {"site": "petit-palais", "commitment": "email.reply", "source": "myster
           "out_of_hours": "phone.out_of_hours"}
 PER_BOARD = {"qualimon-telephony": {"commitment": "phone.answer"}}
 # Queries that may rightly be empty on a healthy monitor: alerts that are not firing, and the
-# threshold line of a working-day commitment (only wall-clock thresholds are exported, DESIGN §6).
+# threshold line of a working-day commitment (only wall-clock thresholds are exported, docs/design.md §6).
 MAY_BE_EMPTY = ("ALERTS", "< on", "< bool", "> 0", "== 0", 'qualimon_commitment_threshold_seconds{commitment=~"email')
 
 

@@ -1,4 +1,4 @@
-"""The auditors' HTTP API, /api/v1 (DESIGN §5): sites, commitments, compliance, calls, probe history,
+"""The auditors' HTTP API, /api/v1 (docs/design.md §5): sites, commitments, compliance, calls, probe history,
 evidence, chain verification and regrading, behind bearer tokens with roles.
 
 Wire it with `add_api_routes(app, service)` where `service` has `.config`,

@@ -1,4 +1,4 @@
-"""Bearer-token access control for /api/v1 (DESIGN §5).
+"""Bearer-token access control for /api/v1 (docs/design.md §5).
 
 Tokens come from the config (`tokens:`, each with a name and a role) and are
 kept in memory only as SHA-256 digests.  A presented token is hashed and

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration models (DESIGN §3).
+"""Typed, frozen configuration models (docs/design.md §3).
 
 Every model forbids unknown keys, so a typo is an error instead of a silently
 ignored setting.  Secrets are `SecretStr`, so they print as `**********` in

@@ -103,7 +103,7 @@ class VerdictRecord:
     decided_at: datetime | None
 
     def public(self) -> dict[str, Any]:
-        """The DESIGN §5 shape of one verdict."""
+        """The docs/design.md §5 shape of one verdict."""
         return {
             "verdict": self.verdict,
             "deadline": self.deadline,

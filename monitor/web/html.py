@@ -137,7 +137,7 @@ COMPLIANCE_HEADERS = ("site", "commitment", "n", "met", "missed", "pending", "vo
 
 def compliance_table(rows: Iterable[Compliance], site_cell: Mapping[str, str] | None = None,
                      caption: str = "") -> str:
-    """The full compliance table (DESIGN §5 columns).  `site_cell` maps a site id to ready HTML (a link)."""
+    """The full compliance table (docs/design.md §5 columns).  `site_cell` maps a site id to ready HTML (a link)."""
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in COMPLIANCE_HEADERS)
     body = "\n".join(_compliance_row(c, (site_cell or {}).get(c.site)) for c in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""

@@ -64,7 +64,7 @@ class CallRecord:
     legs: int = 1
 
     def rings(self, cadence_seconds: float = 5.0) -> int:
-        """DESIGN §2: ceil(ring_seconds / cadence), at least 1 for an answered call."""
+        """docs/design.md §2: ceil(ring_seconds / cadence), at least 1 for an answered call."""
         counted = ceil(self.ring_seconds / cadence_seconds - 1e-9)
         return max(1, counted) if self.outcome is CallOutcome.answered else max(0, counted)
 

@@ -6,7 +6,7 @@ closed, any) at the instant the call arrived.  The opening-hours test is a
 callable `is_open(site_id, instant)` so this module does not depend on the
 calendar implementation (wire `BusinessCalendar.is_open` through a lambda).
 
-Rules (DESIGN §2), with one addition that real calls need:
+Rules (docs/design.md §2), with one addition that real calls need:
 * answered within the threshold → `met`; answered later → `missed`,
   `late=True`, and the real ring time is kept as the delay;
 * busy or rejected → `missed` with that reason;

@@ -1,7 +1,7 @@
 """Classify a message found in the mystery mailbox: human reply, auto-reply, bounce or read receipt.
 
 Pure code, no I/O.  The class decides which commitments a matched message can
-meet (DESIGN §2): `email.ack` counts an auto-reply or a human reply,
+meet (docs/design.md §2): `email.ack` counts an auto-reply or a human reply,
 `email.reply` only a human reply, a permanent bounce makes the probe
 `undeliverable`.  Whether a message is `unrelated` is decided by matching,
 not here.

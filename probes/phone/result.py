@@ -2,7 +2,7 @@
 
 Pure code.  Durations come from the monotonic clock (immune to NTP steps);
 UTC instants are the wall-clock reading taken once at the INVITE plus those
-durations, so instants and durations always agree.  Rings follow DESIGN §2:
+durations, so instants and durations always agree.  Rings follow docs/design.md §2:
 ring_seconds = t(200) − t(first 180/183), or t(200) − t(INVITE) without a
 ringing response, and rings = ceil(ring_seconds / cadence), at least 1.
 
@@ -45,7 +45,7 @@ class CallResult:
     answered_at: datetime | None  # talk start (200 OK)
     ended_at: datetime
     post_dial_delay: float | None  # INVITE -> first 180/183, seconds
-    ring_seconds: float | None  # answered: DESIGN §2; no_answer: until our CANCEL or the 408/480
+    ring_seconds: float | None  # answered: docs/design.md §2; no_answer: until our CANCEL or the 408/480
     rings: int | None
     ring_cadence: float
     call_id: str

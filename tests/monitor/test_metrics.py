@@ -1,4 +1,4 @@
-"""The /metrics contract (DESIGN §6): names, types, labels, start-up series, buckets, token.
+"""The /metrics contract (docs/design.md §6): names, types, labels, start-up series, buckets, token.
 
 And the fast exposition behind it: byte for byte what prometheus_client's own
 encoders write (text and OpenMetrics, gzip included), rendered off the event
@@ -34,7 +34,7 @@ from monitor.metrics import (
 )
 from tests.support.integration import need_binary
 
-# DESIGN §6, written out independently of monitor/metrics.py on purpose.
+# docs/design.md §6, written out independently of monitor/metrics.py on purpose.
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_build_info": ("gauge", {"version"}),
     "qualimon_probes_sent": ("counter", {"site", "channel"}),

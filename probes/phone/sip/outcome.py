@@ -1,4 +1,4 @@
-"""How a mystery call ended, in the terms of DESIGN §2 and §6.
+"""How a mystery call ended, in the terms of docs/design.md §2 and §6.
 
 Pure mapping from what the SIP exchange produced (a final status code, our
 CANCEL, a timer, a refused challenge, a network error) to the outcome that

@@ -1,4 +1,4 @@
-"""Rings, ring seconds and instants of a CallResult (DESIGN §2)."""
+"""Rings, ring seconds and instants of a CallResult (docs/design.md §2)."""
 
 from __future__ import annotations
 
