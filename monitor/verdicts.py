@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from monitor.calendar import BusinessCalendar, deadline
 from monitor.config.models import Commitment, Config
@@ -90,7 +91,7 @@ def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
     return Facts(probe.clock_start, tuple(answers), failure, void_reason, overrides)
 
 
-def _apply_regrade(overrides: dict[str | None, Override], data: dict) -> None:
+def _apply_regrade(overrides: dict[str | None, Override], data: dict[str, Any]) -> None:
     """Later regrades win; `clear` drops an override so the computed verdict shows again."""
     target = data.get("commitment")
     if data.get("action") == "override":

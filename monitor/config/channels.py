@@ -74,5 +74,6 @@ CONTEXT_KEY = "channels"
 def channels_in(context: Any) -> Mapping[str, ChannelSpec]:
     """The channels a validation runs with: those passed by the loader, else the built-in ones."""
     if isinstance(context, Mapping) and CONTEXT_KEY in context:
-        return context[CONTEXT_KEY]
+        channels: Mapping[str, ChannelSpec] = context[CONTEXT_KEY]
+        return channels
     return BUILT_IN
