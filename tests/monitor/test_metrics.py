@@ -20,21 +20,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 import monitor
-import monitor.metrics as metrics_module
+import monitor.metrics.exposition as exposition_module
 from monitor.config import Config, parse_config
-from monitor.metrics import (
+from monitor.metrics import DerivedSnapshot, Metrics
+from monitor.metrics.definitions import (
     CALL_OUTCOMES,
     CALLLOG_REJECT_REASONS,
     SEND_FAILURE_REASONS,
-    DerivedSnapshot,
-    Metrics,
     UnknownLabel,
-    make_metrics_app_handler,
     send_failure_reason,
 )
+from monitor.metrics.http import make_metrics_app_handler
 from tests.support.integration import need_binary
 
-# DESIGN §6, written out independently of monitor/metrics.py on purpose.
+# DESIGN §6, written out independently of monitor/metrics/ on purpose.
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_build_info": ("gauge", {"version"}),
     "qualimon_probes_sent": ("counter", {"site", "channel"}),
@@ -418,7 +417,7 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0
 @pytest.fixture
 def tiny_blocks(monkeypatch) -> None:
     """Blocks of 3 lines: every family spans several blocks and histograms one block per series."""
-    monkeypatch.setattr(metrics_module, "BLOCK_LINES", 3)
+    monkeypatch.setattr(exposition_module, "BLOCK_LINES", 3)
 
 
 def drive_a_snapshot(metrics: Metrics) -> None:
@@ -482,13 +481,13 @@ async def test_name_filters_are_honoured(aiohttp_client, metrics, registry):
 
 async def test_the_exposition_is_rendered_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    render = metrics_module._Exposition.body
+    render = exposition_module._Exposition.body
 
     def spy(self, *args, **kwargs):
         threads.append(threading.current_thread())
         return render(self, *args, **kwargs)
 
-    monkeypatch.setattr(metrics_module._Exposition, "body", spy)
+    monkeypatch.setattr(exposition_module._Exposition, "body", spy)
     client = await client_for(aiohttp_client, registry, None)
     assert (await client.get("/metrics")).status == 200
     assert threads and threading.main_thread() not in threads
@@ -543,13 +542,13 @@ def test_a_histogram_reads_like_prometheus_clients_own(config):
 
 async def test_a_snapshot_is_turned_into_values_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    dense = metrics_module._Family.dense
+    dense = exposition_module._Family.dense
 
     def spy(self, values):
         threads.append(threading.current_thread())
         return dense(self, values)
 
-    monkeypatch.setattr(metrics_module._Family, "dense", spy)
+    monkeypatch.setattr(exposition_module._Family, "dense", spy)
     metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "phone"): 2}))
     assert threads == []
     client = await client_for(aiohttp_client, registry, None)
