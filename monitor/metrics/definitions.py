@@ -59,7 +59,7 @@ from prometheus_client import CollectorRegistry
 
 import monitor
 from monitor.config.models import Commitment, Config, Site
-from monitor.metrics.exposition import _SERVED, FamilySpec, Kind, LabelValues, _Exposition, _Family
+from monitor.metrics.exposition import Exposition, Family, FamilySpec, Kind, LabelValues, register
 
 log = logging.getLogger("qualimon.metrics")
 
@@ -337,27 +337,27 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
 class Metrics:
     """All qualimon metrics on one registry, with the writers' methods."""
 
-    build_info: _Family
-    probes_sent: _Family
-    send_failures: _Family
-    responses: _Family
-    verdicts: _Family
-    delay: _Family
-    business_delay: _Family
-    probes_open: _Family
-    probes_overdue: _Family
-    oldest_open_age: _Family
-    compliance: _Family
-    samples: _Family
-    target: _Family
-    threshold: _Family
-    ring: _Family
-    calls: _Family
-    mailbox_up: _Family
-    mailbox_success: _Family
-    calllog_ingest: _Family
-    rows_rejected: _Family
-    last_sent: _Family
+    build_info: Family
+    probes_sent: Family
+    send_failures: Family
+    responses: Family
+    verdicts: Family
+    delay: Family
+    business_delay: Family
+    probes_open: Family
+    probes_overdue: Family
+    oldest_open_age: Family
+    compliance: Family
+    samples: Family
+    target: Family
+    threshold: Family
+    ring: Family
+    calls: Family
+    mailbox_up: Family
+    mailbox_success: Family
+    calllog_ingest: Family
+    rows_rejected: Family
+    last_sent: Family
 
     def __init__(self, registry: CollectorRegistry, config: Config, source_ids: Sequence[str] = (),
                  *, strict: bool = False):
@@ -371,7 +371,7 @@ class Metrics:
         self._seen_sent: Mapping[tuple[str, str], datetime] = {}
         self._seen_ingest: Mapping[str, datetime] = {}
         definitions = _definitions(config, self.layout)
-        self._exposition = _Exposition(definitions.values())
+        self._exposition = Exposition(definitions.values())
         for name, family in zip(definitions, self._exposition.families):
             setattr(self, name, family)
         self._exposition.set(self.build_info, 0, 1)
@@ -379,12 +379,11 @@ class Metrics:
             self._exposition.set(self.target, self.target.index[(cid,)], commitment.target_ratio)
             if commitment.threshold_seconds is not None:
                 self._exposition.set(self.threshold, self.threshold.index[(cid,)], commitment.threshold_seconds)
-        registry.register(self._exposition)  # raises on a second Metrics on the same registry
-        _SERVED[registry] = self._exposition
+        register(registry, self._exposition)
 
     # ---- label checks
 
-    def _series(self, family: _Family, *labels: str) -> int | None:
+    def _series(self, family: Family, *labels: str) -> int | None:
         index = family.index.get(labels)
         if index is not None:
             return index
@@ -398,17 +397,17 @@ class Metrics:
             log.warning(message)
         return None
 
-    def _inc(self, family: _Family, *labels: str, amount: float = 1.0) -> None:
+    def _inc(self, family: Family, *labels: str, amount: float = 1.0) -> None:
         series = self._series(family, *labels)
         if series is not None:
             self._exposition.add(family, series, amount)
 
-    def _observe(self, family: _Family, labels: LabelValues, value: float) -> None:
+    def _observe(self, family: Family, labels: LabelValues, value: float) -> None:
         series = self._series(family, *labels)
         if series is not None:
             self._exposition.observe(family, series, value)
 
-    def _set_timestamp(self, family: _Family, labels: LabelValues, value: float) -> None:
+    def _set_timestamp(self, family: Family, labels: LabelValues, value: float) -> None:
         # Writers and the store refresh both feed these; never move back in time
         # (the store may lag the live writers by one refresh).
         series = family.index.get(labels)
@@ -482,7 +481,7 @@ class Metrics:
         """Set the database-derived gauges from memory (no I/O); cheap enough for the event loop.
 
         The gauges (up to ~500 000 entries at 10 000 sites) are turned into
-        values by the next reader, in its thread (see `_Exposition.defer`), so
+        values by the next reader, in its thread (see `Exposition.defer`), so
         the snapshot's mappings must not change afterwards (`compute_snapshot`
         builds new ones each time).  The timestamps are raised now, but only
         those that changed since the previous snapshot: raising the others
@@ -495,7 +494,7 @@ class Metrics:
             (self.oldest_open_age, snapshot.oldest_open_probe_age_seconds),
         ])
         sent, ingested = snapshot.last_probe_sent, snapshot.calllog_last_ingest
-        stamps: list[tuple[_Family, LabelValues, datetime]] = [
+        stamps: list[tuple[Family, LabelValues, datetime]] = [
             (self.last_sent, labels, at) for labels, at in _changed(sent, self._seen_sent).items()]
         stamps += [(self.calllog_ingest, (source,), at) for source, at in _changed(ingested, self._seen_ingest).items()]
         self._exposition.raise_many([(family, family.index[labels], _epoch(at)) for family, labels, at in stamps

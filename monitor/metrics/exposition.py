@@ -4,7 +4,7 @@ Why not prometheus_client's own metric objects: at 10 000 sites × 4
 commitments the config implies ~2.5 M sample lines (240 MB of text).  One
 Python object (with its own lock) per series took 15-30 s and 1.2 GB to build,
 and each exposition 22-58 s, rendered on the event loop: beyond Prometheus'
-10 s scrape timeout, with every probe frozen meanwhile.  So (`_Exposition`):
+10 s scrape timeout, with every probe frozen meanwhile.  So (`Exposition`):
 
 - values live in one flat list, one slot per exposition line, found through
   label tuples indexed once at start-up; a histogram is its cumulative bucket
@@ -70,7 +70,7 @@ GZIP_LEVEL = 1
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 # An empty final block (fixed Huffman, just end-of-block) closes the concatenated segments.
 _DEFLATE_END = b"\x03\x00"
-_OPENMETRICS_EOF = b"# EOF\n"
+OPENMETRICS_EOF = b"# EOF\n"
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _patch(text: bytes, lines: Iterable[int], values: Sequence[float]) -> bytes:
     return b"\n".join(rows)
 
 
-class _Family:
+class Family:
     """A family laid out in the flat value list: `width` consecutive slots (lines) per series."""
 
     def __init__(self, spec: FamilySpec, series: Iterable[LabelValues], first_slot: int, first_block: int):
@@ -245,7 +245,7 @@ def _header(spec: FamilySpec, openmetrics: bool) -> bytes:
     """HELP and TYPE lines exactly as prometheus_client's encoders write them."""
     empty = _Families([Metric(spec.name, spec.documentation, spec.kind)])
     if openmetrics:
-        return openmetrics_latest(empty).removesuffix(_OPENMETRICS_EOF)
+        return openmetrics_latest(empty).removesuffix(OPENMETRICS_EOF)
     return text_latest(empty)
 
 
@@ -255,7 +255,7 @@ def _deflate(text: bytes) -> bytes:
     return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-class _Exposition:
+class Exposition:
     """Every series' value in one list, the text cached per block, and the collector protocol.
 
     `_lock` guards the values, the dirty set and the deferred snapshot; it is
@@ -265,10 +265,10 @@ class _Exposition:
     """
 
     def __init__(self, definitions: Iterable[tuple[FamilySpec, Iterable[LabelValues]]]):
-        self.families: list[_Family] = []
+        self.families: list[Family] = []
         slots = blocks = 0
         for spec, series in definitions:
-            family = _Family(spec, series, slots, blocks)
+            family = Family(spec, series, slots, blocks)
             self.families.append(family)
             slots, blocks = slots + family.n_slots, blocks + family.n_blocks
         self._block_family = [family for family in self.families for _ in family.blocks()]
@@ -276,7 +276,7 @@ class _Exposition:
         self._lock = threading.Lock()  # `_values` and `_dirty`
         self._render_lock = threading.Lock()  # one render at a time owns `_text` and `_deflated`
         self._dirty: set[int] = set(range(blocks))  # rendered on the first scrape, off the loop
-        self._pending: list[tuple[_Family, Mapping[Any, float]]] | None = None  # see `defer`
+        self._pending: list[tuple[Family, Mapping[Any, float]]] | None = None  # see `defer`
         self._text: list[bytes] = [b""] * blocks
         self._shown: list[list[float] | None] = [None] * blocks  # the values `_text` shows
         self._deflated: list[bytes | None] = [None] * blocks
@@ -286,19 +286,19 @@ class _Exposition:
 
     # ---- writes (any thread; in practice the event loop)
 
-    def add(self, family: _Family, series: int, amount: float) -> None:
+    def add(self, family: Family, series: int, amount: float) -> None:
         slot = family.slot(series)
         with self._lock:
             self._values[slot] += amount
             self._dirty.add(family.block(series))
 
-    def set(self, family: _Family, series: int, value: float) -> None:
+    def set(self, family: Family, series: int, value: float) -> None:
         slot = family.slot(series)
         with self._lock:
             self._values[slot] = float(value)
             self._dirty.add(family.block(series))
 
-    def raise_to(self, family: _Family, series: int, value: float) -> None:
+    def raise_to(self, family: Family, series: int, value: float) -> None:
         """Set unless that would move the value back (timestamps fed by two sources)."""
         slot = family.slot(series)
         with self._lock:
@@ -306,7 +306,7 @@ class _Exposition:
                 self._values[slot] = float(value)
                 self._dirty.add(family.block(series))
 
-    def observe(self, family: _Family, series: int, value: float) -> None:
+    def observe(self, family: Family, series: int, value: float) -> None:
         """A histogram observation: buckets are stored cumulative, then +Inf, `_count`, `_sum`."""
         base, n = family.slot(series), len(family.spec.buckets)
         with self._lock:
@@ -317,7 +317,7 @@ class _Exposition:
             values[base + n + 2] += value
             self._dirty.add(family.block(series))
 
-    def defer(self, gauges: Sequence[tuple[_Family, Mapping[Any, float]]]) -> None:
+    def defer(self, gauges: Sequence[tuple[Family, Mapping[Any, float]]]) -> None:
         """Replace whole gauge families from label → value mappings, at the next read.
 
         Turning the ~500 000 entries of a full snapshot into slots costs ~0.3 s
@@ -338,7 +338,7 @@ class _Exposition:
                 for family, values in dense:
                     self._replace(family, values)
 
-    def _replace(self, family: _Family, values: list[float]) -> None:
+    def _replace(self, family: Family, values: list[float]) -> None:
         """Caller holds `_lock`; blocks whose values did not change keep their cached text."""
         assert family.width == 1 and len(values) == len(family.series), family.spec.name
         for block in family.blocks():
@@ -348,7 +348,7 @@ class _Exposition:
                 self._values[slots] = values[first:end]
                 self._dirty.add(block)
 
-    def raise_many(self, stamps: Iterable[tuple[_Family, int, float]]) -> None:
+    def raise_many(self, stamps: Iterable[tuple[Family, int, float]]) -> None:
         """`raise_to` for many series under one lock."""
         with self._lock:
             for family, series, value in stamps:
@@ -395,7 +395,7 @@ class _Exposition:
         for family, header in zip(self.families, headers):
             parts.append(header)
             parts.extend(map(block, family.blocks()))
-        tail = [text for text in (extra, _OPENMETRICS_EOF if openmetrics else b"") if text]
+        tail = [text for text in (extra, OPENMETRICS_EOF if openmetrics else b"") if text]
         parts.extend(map(_deflate, tail) if deflated else tail)
         return parts
 
@@ -431,9 +431,19 @@ class _Exposition:
             self._muted.active = False
 
 
-
 #: The fast exposition behind each registry a `Metrics` was built on (weak: tests make many).
-_SERVED: weakref.WeakKeyDictionary[CollectorRegistry, _Exposition] = weakref.WeakKeyDictionary()
+_SERVED: weakref.WeakKeyDictionary[CollectorRegistry, Exposition] = weakref.WeakKeyDictionary()
+
+
+def register(registry: CollectorRegistry, exposition: Exposition) -> None:
+    """Put `exposition` on `registry`, as its collector and as what `/metrics` serves for it."""
+    registry.register(exposition)  # raises on a second Metrics on the same registry
+    _SERVED[registry] = exposition
+
+
+def served(registry: CollectorRegistry) -> Exposition | None:
+    """The fast exposition of `registry`, or None when no `Metrics` was built on it."""
+    return _SERVED.get(registry)
 
 
 def zlib_gzip(data: bytes) -> bytes:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from pydantic import SecretStr
 
-from monitor.metrics.exposition import _OPENMETRICS_EOF, _SERVED, zlib_gzip
+from monitor.metrics.exposition import OPENMETRICS_EOF, served, zlib_gzip
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def _render(registry: CollectorRegistry, accept: str, accept_encoding: str, name
     """The response body; runs in a worker thread, never on the event loop."""
     encoder, content_type = choose_encoder(accept)
     gzip = gzip_accepted(accept_encoding)
-    exposition = _SERVED.get(registry)
+    exposition = served(registry)
     if exposition is None or names:
         # prometheus_client's own path: a registry without `Metrics`, or `name[]` filtering
         # (a debugging aid; slow at 10 000 sites, but still off the loop).
@@ -39,9 +39,8 @@ def _render(registry: CollectorRegistry, accept: str, accept_encoding: str, name
         return _Body([zlib_gzip(output) if gzip else output], content_type, gzip)
     openmetrics = content_type.startswith("application/openmetrics-text")
     with exposition.muted():
-        others = encoder(registry).removesuffix(_OPENMETRICS_EOF)
+        others = encoder(registry).removesuffix(OPENMETRICS_EOF)
     return _Body(exposition.body(openmetrics, gzip, others), content_type, gzip)
-
 
 
 async def _send(request: web.Request, body: _Body) -> web.StreamResponse:

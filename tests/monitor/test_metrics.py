@@ -481,13 +481,13 @@ async def test_name_filters_are_honoured(aiohttp_client, metrics, registry):
 
 async def test_the_exposition_is_rendered_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    render = exposition_module._Exposition.body
+    render = exposition_module.Exposition.body
 
     def spy(self, *args, **kwargs):
         threads.append(threading.current_thread())
         return render(self, *args, **kwargs)
 
-    monkeypatch.setattr(exposition_module._Exposition, "body", spy)
+    monkeypatch.setattr(exposition_module.Exposition, "body", spy)
     client = await client_for(aiohttp_client, registry, None)
     assert (await client.get("/metrics")).status == 200
     assert threads and threading.main_thread() not in threads
@@ -542,13 +542,13 @@ def test_a_histogram_reads_like_prometheus_clients_own(config):
 
 async def test_a_snapshot_is_turned_into_values_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    dense = exposition_module._Family.dense
+    dense = exposition_module.Family.dense
 
     def spy(self, values):
         threads.append(threading.current_thread())
         return dense(self, values)
 
-    monkeypatch.setattr(exposition_module._Family, "dense", spy)
+    monkeypatch.setattr(exposition_module.Family, "dense", spy)
     metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "phone"): 2}))
     assert threads == []
     client = await client_for(aiohttp_client, registry, None)
