@@ -125,7 +125,9 @@ def _keepalive(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
-class _Client(aioimaplib.IMAP4):
+class ImapClient(aioimaplib.IMAP4):
+    """aioimaplib's client on `_Protocol` (what a session talks through)."""
+
     protocol: _Protocol
 
     def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,

@@ -27,7 +27,7 @@ from probes.email.imap.parse import (
     parse_search,
     uid_set,
 )
-from probes.email.imap.protocol import _Client
+from probes.email.imap.protocol import ImapClient
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ FULL_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
 class ImapSession:
     """One logged-in connection with the folder EXAMINEd; every call fails fast when the connection drops."""
 
-    def __init__(self, client: _Client, lost: asyncio.Event, secret: str):
+    def __init__(self, client: ImapClient, lost: asyncio.Event, secret: str):
         self.client = client
         self.lost = lost
         self._secret = secret
@@ -55,7 +55,7 @@ class ImapSession:
         context = None
         if config.tls == "implicit":
             context = ssl_context or config.ssl_context()  # ca_file, when the config names one
-        client = _Client(host=config.host, port=config.port_or_default(), timeout=config.timeout_seconds,
+        client = ImapClient(host=config.host, port=config.port_or_default(), timeout=config.timeout_seconds,
                          conn_lost_cb=lambda exc: lost.set(), ssl_context=context)
         secret = config.password.get_secret_value() if config.password else ""
         session = cls(client, lost, secret)
