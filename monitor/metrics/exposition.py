@@ -39,10 +39,10 @@ import threading
 import weakref
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import compress, count
+from itertools import compress, count, cycle
 from operator import itemgetter, ne
 from typing import Any, Literal
 
@@ -57,6 +57,8 @@ from prometheus_client.utils import floatToGoString
 
 Kind = Literal["counter", "gauge", "histogram"]
 LabelValues = tuple[str, ...]
+#: The lines of each series a filtered scrape keeps, one flag per line; None keeps them all.
+LineMask = tuple[bool, ...] | None
 
 #: Lines per cached text block: the unit of patching and of gzip segments.  A
 #: patch costs ~0.2 ms per block plus ~0.5 µs per changed line; 10 000 sites
@@ -154,6 +156,12 @@ def _value_bytes(value: float) -> bytes:
     return text
 
 
+def _keep_lines(text: bytes, mask: Sequence[bool]) -> bytes:
+    """The block's lines whose place in their series is set in `mask` (a block starts on a series)."""
+    kept = b"\n".join(compress(text.split(b"\n")[:-1], cycle(mask)))  # [:-1]: the text ends with a newline
+    return kept + b"\n" if kept else b""
+
+
 def _patch(text: bytes, lines: Iterable[int], values: Sequence[float]) -> bytes:
     """`text` with the value of the given lines replaced: 1.5× (all lines) to 8× (a few) cheaper than rendering.
 
@@ -176,6 +184,7 @@ class Family:
         lines = spec.lines()
         self.width = len(lines)
         self.templates = tuple(_line_template(name, spec.labelnames, le) for name, le in lines)
+        self.sample_names = tuple(name for name, _ in lines)
         self.label_text = _label_text(self.series, spec.labelnames)
         self.first_slot = first_slot
         self.first_block = first_block
@@ -208,6 +217,10 @@ class Family:
         first, end = self.block_series_range(block)
         prefixes = [template % labels for labels in self.label_text[first:end] for template in self.templates]
         return "".join(map(str.__add__, prefixes, map(_value_line, values))).encode()
+
+    def sample_mask(self, names: Collection[str]) -> tuple[bool, ...]:
+        """For each line of a series, whether its sample name is one of `names`."""
+        return tuple(name in names for name in self.sample_names)
 
     def dense(self, values: Mapping[Any, float]) -> list[float]:
         """Every series of a gauge family, 0 where `values` has no entry; keys outside it are ignored."""
@@ -359,18 +372,26 @@ class Exposition:
 
     # ---- the fast exposition (a worker thread)
 
-    def body(self, openmetrics: bool, gzip: bool, extra: bytes = b"") -> list[bytes]:
-        """The exposition as parts to send in order; `extra` is other collectors' text."""
+    def body(self, openmetrics: bool, gzip: bool, extra: bytes = b"",
+             names: Collection[str] | None = None) -> list[bytes]:
+        """The exposition as parts to send in order; `extra` is other collectors' text.
+
+        With `names` (`/metrics?name[]=...`), only the samples so named, as
+        prometheus_client's `restricted_registry` filters: a family appears
+        when one of its sample names is asked for (`x_total`, `x_bucket`...),
+        with those lines only.  It is cut from the cached blocks, so a filter
+        costs what a scrape costs, never a full collection."""
         with self._render_lock:
             self._apply_pending()
             self._render_dirty()
+            selection = self._select(names)
             if not gzip:
-                return self._parts(openmetrics, extra, deflated=False)
+                return self._parts(selection, openmetrics, extra, deflated=False)
             crc = size = 0
-            for part in self._parts(openmetrics, extra, deflated=False):
+            for part in self._parts(selection, openmetrics, extra, deflated=False):
                 crc, size = zlib.crc32(part, crc), size + len(part)
             trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
-            return [_GZIP_HEADER, *self._parts(openmetrics, extra, deflated=True), _DEFLATE_END, trailer]
+            return [_GZIP_HEADER, *self._parts(selection, openmetrics, extra, deflated=True), _DEFLATE_END, trailer]
 
     def _render_dirty(self) -> None:
         with self._lock:  # the consistent instant of this scrape
@@ -388,16 +409,33 @@ class Exposition:
             self._shown[block] = values
             self._deflated[block] = None
 
-    def _parts(self, openmetrics: bool, extra: bytes, *, deflated: bool) -> list[bytes]:
+    def _select(self, names: Collection[str] | None) -> list[tuple[int, LineMask]]:
+        """(family index, lines kept) of each family shown; lines kept is None for all of them."""
+        if names is None:
+            return [(i, None) for i in range(len(self.families))]
+        selection: list[tuple[int, LineMask]] = []
+        for i, family in enumerate(self.families):
+            mask = family.sample_mask(names)
+            if any(mask):
+                selection.append((i, None if all(mask) else mask))
+        return selection
+
+    def _parts(self, selection: Sequence[tuple[int, LineMask]], openmetrics: bool, extra: bytes, *,
+               deflated: bool) -> list[bytes]:
         headers = (self._deflated_headers if deflated else self._headers)[openmetrics]
-        block = self._deflated_block if deflated else self._text.__getitem__
         parts: list[bytes] = []
-        for family, header in zip(self.families, headers):
-            parts.append(header)
-            parts.extend(map(block, family.blocks()))
+        for i, mask in selection:
+            parts.append(headers[i])
+            parts.extend(self._blocks(self.families[i], mask, deflated=deflated))
         tail = [text for text in (extra, OPENMETRICS_EOF if openmetrics else b"") if text]
         parts.extend(map(_deflate, tail) if deflated else tail)
         return parts
+
+    def _blocks(self, family: Family, mask: LineMask, *, deflated: bool) -> Iterable[bytes]:
+        if mask is None:  # the cached text or segments as they are
+            return map(self._deflated_block if deflated else self._text.__getitem__, family.blocks())
+        kept = (_keep_lines(self._text[block], mask) for block in family.blocks())
+        return map(_deflate, kept) if deflated else kept
 
     def _deflated_block(self, block: int) -> bytes:
         segment = self._deflated[block]

@@ -2,14 +2,20 @@
 
 The body is the registry's fast exposition (`monitor.metrics.exposition`),
 rendered in a worker thread and streamed part by part; a registry without
-`Metrics` is encoded by prometheus_client itself.
+`Metrics` is encoded by prometheus_client itself.  `name[]` filters are cut
+from the same cached text.  One render runs at a time, and overlapping
+requests that want the same body share it (`_Renders`), so a burst of
+scrapes costs one scrape, not one full collection each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -27,20 +33,67 @@ class _Body:
     gzip: bool
 
 
-def _render(registry: CollectorRegistry, accept: str, accept_encoding: str, names: list[str]) -> _Body:
+@dataclass(frozen=True)
+class _Wanted:
+    """A request, negotiated: requests that want the same thing get the same body."""
+
+    encoder: Callable[[Any], bytes]
+    content_type: str
+    gzip: bool
+    names: frozenset[str]  # `name[]`; empty for every sample
+
+    @classmethod
+    def of(cls, request: web.Request) -> _Wanted:
+        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        gzip = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+        return cls(encoder, content_type, gzip, frozenset(request.query.getall("name[]", [])))
+
+
+def _render(registry: CollectorRegistry, wanted: _Wanted) -> _Body:
     """The response body; runs in a worker thread, never on the event loop."""
-    encoder, content_type = choose_encoder(accept)
-    gzip = gzip_accepted(accept_encoding)
     exposition = served(registry)
-    if exposition is None or names:
-        # prometheus_client's own path: a registry without `Metrics`, or `name[]` filtering
-        # (a debugging aid; slow at 10 000 sites, but still off the loop).
-        output = encoder(registry.restricted_registry(names) if names else registry)
-        return _Body([zlib_gzip(output) if gzip else output], content_type, gzip)
-    openmetrics = content_type.startswith("application/openmetrics-text")
+    source = registry.restricted_registry(wanted.names) if wanted.names else registry
+    if exposition is None:  # a registry without `Metrics`: prometheus_client's own path
+        output = wanted.encoder(source)
+        return _Body([zlib_gzip(output) if wanted.gzip else output], wanted.content_type, wanted.gzip)
+    openmetrics = wanted.content_type.startswith("application/openmetrics-text")
     with exposition.muted():
-        others = encoder(registry).removesuffix(OPENMETRICS_EOF)
-    return _Body(exposition.body(openmetrics, gzip, others), content_type, gzip)
+        others = wanted.encoder(source).removesuffix(OPENMETRICS_EOF)
+    parts = exposition.body(openmetrics, wanted.gzip, others, names=wanted.names or None)
+    return _Body(parts, wanted.content_type, wanted.gzip)
+
+
+class _Renders:
+    """Bodies rendered one at a time, each in a worker thread; overlapping requests that want
+    the same body share one render.
+
+    A render can take seconds at 10 000 sites and the endpoint may be open to
+    anyone: without this, each concurrent scrape would hold a worker thread
+    (they are shared with the rest of the service) and redo the same work.
+    A request that joins a render under way gets the values of its start, at
+    most one render older than the request."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self._one_at_a_time = asyncio.Lock()
+        self._under_way: dict[_Wanted, asyncio.Future[_Body]] = {}
+
+    async def body(self, wanted: _Wanted) -> _Body:
+        render = self._under_way.get(wanted)
+        if render is None:
+            render = self._under_way[wanted] = asyncio.ensure_future(self._render(wanted))
+            render.add_done_callback(partial(self._done, wanted))
+        return await asyncio.shield(render)  # a client that leaves does not cancel the others' render
+
+    async def _render(self, wanted: _Wanted) -> _Body:
+        async with self._one_at_a_time:
+            return await asyncio.to_thread(_render, self.registry, wanted)
+
+    def _done(self, wanted: _Wanted, render: asyncio.Future[_Body]) -> None:
+        if self._under_way.get(wanted) is render:
+            del self._under_way[wanted]
+        if not render.cancelled():
+            render.exception()  # retrieved here: every request that shared it may have gone
 
 
 async def _send(request: web.Request, body: _Body) -> web.StreamResponse:
@@ -58,11 +111,10 @@ async def _send(request: web.Request, body: _Body) -> web.StreamResponse:
 
 
 def _serve(registry: CollectorRegistry) -> Handler:
+    renders = _Renders(registry)
+
     async def serve(request: web.Request) -> web.StreamResponse:
-        accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
-        body = await asyncio.to_thread(_render, registry, accept, request.headers.get(hdrs.ACCEPT_ENCODING, ""),
-                                       request.query.getall("name[]", []))
-        return await _send(request, body)
+        return await _send(request, await renders.body(_Wanted.of(request)))
 
     return serve
 
