@@ -58,7 +58,7 @@ from monitor.host import StoreQueries
 from monitor.runner import Runner
 from monitor.store.records import Cursor, NewProbe
 from monitor.store.store import Store
-from probes.email.imap_watch import ImapWatcher
+from probes.email.imap.watcher import ImapWatcher
 from probes.email.pipeline import ReplyPipeline
 from probes.email.watcher import FetchedMessage
 from tests.support.databases import fresh_sqlite, sqlite_template

@@ -5,7 +5,7 @@ Part 1 — the exposition.  Each implementation runs in its own server process
 with email and phone, 4 commitments, 1 mailbox, 2 call-log sources: ~2.5 M
 sample lines):
 
-- ours: `monitor.metrics` as it is now;
+- ours: `monitor.metrics` (the package) as it is now;
 - baseline: the previous `monitor/metrics.py` (prometheus_client objects, every
   series a `Counter`/`Gauge`/`Histogram` child, `make_aiohttp_handler`),
   taken from git (`BASELINE_COMMIT`) into a temporary module.
@@ -56,7 +56,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,14 @@ def baseline_module() -> ModuleType:
     sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
+
+
+def ours_module() -> SimpleNamespace:
+    """Ours, with the two names the server uses, as the baseline's single module has them."""
+    from monitor.metrics import Metrics
+    from monitor.metrics.http import make_metrics_app_handler
+
+    return SimpleNamespace(Metrics=Metrics, make_metrics_app_handler=make_metrics_app_handler)
 
 
 def seeded_writes(metrics: Any, config: Config, count: int, seed: int) -> None:
@@ -231,7 +239,7 @@ async def serve(implementation: str, sites: int, writes_per_second: float) -> No
 
     from tests.support.integration import free_port
 
-    module = baseline_module() if implementation == "baseline" else __import__("monitor.metrics").metrics
+    module = baseline_module() if implementation == "baseline" else ours_module()
     started = time.perf_counter()
     config = bench_config(sites)
     config_seconds = time.perf_counter() - started

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.api import add_api_routes
-from monitor.metrics import make_metrics_app_handler
+from monitor.metrics.http import make_metrics_app_handler
 from monitor.web import add_status_page
 
 SERVICE = web.AppKey("service", Any)

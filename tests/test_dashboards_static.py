@@ -1,6 +1,6 @@
 """Static checks of the Grafana boards: they parse, keep stable uids, use the
 provisioned datasources, and every PromQL expression parses (promtool) and
-only names metrics that monitor/metrics.py defines. SQL only names the tables
+only names metrics that monitor/metrics/ defines. SQL only names the tables
 and columns of the store's schema. The real-Prometheus/PostgreSQL evaluation
 reuses tests/support/dashboards.py."""
 
@@ -68,7 +68,7 @@ def provisioned_datasources() -> dict[str, dict]:
 
 
 def defined_metric_names() -> set[str]:
-    """Every series name the monitor exposes, taken from a live exposition of monitor/metrics.py."""
+    """Every series name the monitor exposes, taken from a live exposition of monitor/metrics/."""
     registry = CollectorRegistry()
     Metrics(registry, parse_config(MINIMAL_CONFIG), source_ids=("pbx",))
     text = generate_latest(registry).decode()

@@ -1,6 +1,6 @@
 """Email probe: mystery emails sent through our SMTP server, answers read from the mystery mailbox.
 
-`probe` sends, the watchers (`imap_watch`, `maildir_watch`) read the mailbox,
+`probe` sends, the watchers (`imap`, `maildir_watch`) read the mailbox,
 `pipeline` turns what they read into recorded answers; `message`,
 `classify`, `match` and `token` are the pure parts they share.
 """

@@ -31,7 +31,7 @@ async def find_message(mailbox: Mailbox, message_id: str) -> FoundMessage | None
     if mailbox.maildir:
         return find_in_maildir(Path(mailbox.maildir), message_id)
     if mailbox.imap is not None:
-        from probes.email.imap_watch import find_by_message_id
+        from probes.email.imap.lookup import find_by_message_id
 
         found = await find_by_message_id(mailbox.imap, message_id)
         return FoundMessage(*found) if found else None

@@ -226,7 +226,7 @@ def make_watcher(name: str, mailbox: Mailbox, store: CursorStore, *, on_status: 
     """The watcher a `mailboxes.<name>` config entry asks for (IMAP or Maildir)."""
     clock = clock or SystemClock()
     if mailbox.imap is not None:
-        from probes.email.imap_watch import ImapWatcher
+        from probes.email.imap.watcher import ImapWatcher
 
         return ImapWatcher(name, mailbox.imap, store, on_status=on_status, clock=clock, **options)
     assert mailbox.maildir is not None  # the config model guarantees one of the two

@@ -7,6 +7,7 @@ loop, each snapshot seen whole.  Its speed at 10 000 sites is bench_metrics.py's
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import subprocess
 import threading
@@ -15,26 +16,26 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 import monitor
-import monitor.metrics as metrics_module
+import monitor.metrics.exposition as exposition_module
 from monitor.config import Config, parse_config
-from monitor.metrics import (
+from monitor.metrics import DerivedSnapshot, Metrics
+from monitor.metrics.definitions import (
     CALL_OUTCOMES,
     CALLLOG_REJECT_REASONS,
     SEND_FAILURE_REASONS,
-    DerivedSnapshot,
-    Metrics,
     UnknownLabel,
-    make_metrics_app_handler,
     send_failure_reason,
 )
+from monitor.metrics.http import make_metrics_app_handler
 from tests.support.integration import need_binary
 
-# docs/design.md §6, written out independently of monitor/metrics.py on purpose.
+# docs/design.md §6, written out independently of monitor/metrics/ on purpose.
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_build_info": ("gauge", {"version"}),
     "qualimon_probes_sent": ("counter", {"site", "channel"}),
@@ -418,7 +419,7 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0
 @pytest.fixture
 def tiny_blocks(monkeypatch) -> None:
     """Blocks of 3 lines: every family spans several blocks and histograms one block per series."""
-    monkeypatch.setattr(metrics_module, "BLOCK_LINES", 3)
+    monkeypatch.setattr(exposition_module, "BLOCK_LINES", 3)
 
 
 def drive_a_snapshot(metrics: Metrics) -> None:
@@ -480,15 +481,143 @@ async def test_name_filters_are_honoured(aiohttp_client, metrics, registry):
     assert {f.name for f in text_string_to_metric_families(text)} == {"qualimon_mailbox_up"}
 
 
+FILTER = ["qualimon_mailbox_up", "qualimon_probes_sent_total", "qualimon_call_ring_seconds_count",
+          "qualimon_call_ring_seconds_sum", "qualimon_verdicts", "no_such_metric"]
+
+
+@pytest.fixture
+def conversions(monkeypatch) -> list[str]:
+    """The families turned into prometheus_client objects: the slow full collection, one entry per family."""
+    converted: list[str] = []
+    to_metric = exposition_module.Family.to_metric
+
+    def spy(self, values):
+        converted.append(self.spec.name)
+        return to_metric(self, values)
+
+    monkeypatch.setattr(exposition_module.Family, "to_metric", spy)
+    return converted
+
+
+async def test_a_filtered_scrape_holds_exactly_the_requested_samples_without_a_full_collection(
+        aiohttp_client, tiny_blocks, config, conversions):
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, config, source_ids=SOURCES, strict=True)
+    drive_every_writer(metrics)
+    client = await client_for(aiohttp_client, registry, None, auto_decompress=False)
+    query = [("name[]", name) for name in FILTER]
+    plain = {"Accept-Encoding": "identity"}
+    text = await (await client.get("/metrics", params=query, headers=plain)).read()
+    om = await (await client.get("/metrics", params=query, headers={**plain, "Accept": OPENMETRICS})).read()
+    zipped = await (await client.get("/metrics", params=query, headers={"Accept-Encoding": "gzip"})).read()
+
+    assert conversions == []
+    restricted = registry.restricted_registry(FILTER)  # prometheus_client's own filter: by sample name
+    assert text == generate_latest(restricted) == gzip.decompress(zipped)
+    assert om == openmetrics_latest(restricted)
+    shown = {(f.name, s.name) for f in text_string_to_metric_families(text.decode()) for s in f.samples}
+    assert {family for family, _ in shown} == {
+        "qualimon_mailbox_up", "qualimon_probes_sent", "qualimon_call_ring_seconds"}
+    assert {sample for _, sample in shown} == {"qualimon_mailbox_up", "qualimon_probes_sent_total",
+                                               "qualimon_call_ring_seconds_count", "qualimon_call_ring_seconds_sum"}
+
+
+async def test_a_filter_also_applies_to_other_collectors_on_the_registry(aiohttp_client, metrics, registry):
+    Counter("other_events", "Not a qualimon metric", registry=registry).inc(2)
+    Counter("unrelated_events", "Not asked for", registry=registry).inc()
+    client = await client_for(aiohttp_client, registry, None)
+    query = [("name[]", "other_events_total"), ("name[]", "qualimon_mailbox_up")]
+    text = await (await client.get("/metrics", params=query)).text()
+    assert {f.name for f in text_string_to_metric_families(text)} == {"other_events", "qualimon_mailbox_up"}
+
+
+async def scraped_together(aiohttp_client, registry: CollectorRegistry, scrapes: int, release: threading.Event,
+                           **request) -> list[bytes]:
+    """`scrapes` overlapping requests: the first render is held until every request has reached the handler."""
+    arrived: list[web.Request] = []
+
+    @web.middleware
+    async def count_arrivals(http_request, handler):
+        arrived.append(http_request)
+        return await handler(http_request)
+
+    app = web.Application(middlewares=[count_arrivals])
+    app.router.add_get("/metrics", make_metrics_app_handler(registry, None))
+    client = await aiohttp_client(app)
+
+    async def scrape() -> bytes:
+        response = await client.get("/metrics", **request)
+        assert response.status == 200
+        return await response.read()
+
+    tasks = [asyncio.create_task(scrape()) for _ in range(scrapes)]
+    for _ in range(1000):  # bounded: ~10 s at most
+        if len(arrived) == scrapes or all(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.01)
+    release.set()
+    return await asyncio.gather(*tasks)
+
+
+async def test_concurrent_filtered_scrapes_share_one_render_and_never_collect(
+        aiohttp_client, metrics, registry, monkeypatch, conversions):
+    renders: list[threading.Thread] = []
+    release = threading.Event()
+    body = exposition_module.Exposition.body
+
+    def held(self, *args, **kwargs):
+        renders.append(threading.current_thread())
+        release.wait(10)  # bounded: the test releases it once every request has arrived
+        return body(self, *args, **kwargs)
+
+    monkeypatch.setattr(exposition_module.Exposition, "body", held)
+    drive_every_writer(metrics)
+    bodies = await scraped_together(aiohttp_client, registry, 20, release, params=[("name[]", "qualimon_mailbox_up")])
+
+    assert conversions == [] and len(renders) == 1
+    assert len(set(bodies)) == 1 and b'qualimon_mailbox_up{mailbox="mystery"} 1.0' in bodies[0]
+
+
+class CountingCollector:
+    """A collector without `Metrics` behind it (prometheus_client's own path), held on its first collection."""
+
+    def __init__(self, release: threading.Event):
+        self.collections = 0
+        self.release = release
+
+    def describe(self):
+        yield CounterMetricFamily("plain_events", "Events", labels=["kind"])
+
+    def collect(self):
+        self.collections += 1
+        self.release.wait(10)  # bounded: the test releases it once every request has arrived
+        counter = CounterMetricFamily("plain_events", "Events", labels=["kind"])
+        counter.add_metric(["a"], 1.0)
+        yield counter
+
+
+async def test_concurrent_scrapes_of_a_plain_registry_run_one_collection(aiohttp_client):
+    release = threading.Event()
+    registry = CollectorRegistry()
+    collector = CountingCollector(release)
+    registry.register(collector)
+
+    bodies = await scraped_together(aiohttp_client, registry, 20, release, params=[("name[]", "plain_events_total")])
+
+    assert collector.collections == 1
+    assert set(bodies) == {b'# HELP plain_events_total Events\n# TYPE plain_events_total counter\n'
+                           b'plain_events_total{kind="a"} 1.0\n'}
+
+
 async def test_the_exposition_is_rendered_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    render = metrics_module._Exposition.body
+    render = exposition_module.Exposition.body
 
     def spy(self, *args, **kwargs):
         threads.append(threading.current_thread())
         return render(self, *args, **kwargs)
 
-    monkeypatch.setattr(metrics_module._Exposition, "body", spy)
+    monkeypatch.setattr(exposition_module.Exposition, "body", spy)
     client = await client_for(aiohttp_client, registry, None)
     assert (await client.get("/metrics")).status == 200
     assert threads and threading.main_thread() not in threads
@@ -543,13 +672,13 @@ def test_a_histogram_reads_like_prometheus_clients_own(config):
 
 async def test_a_snapshot_is_turned_into_values_off_the_event_loop(aiohttp_client, metrics, registry, monkeypatch):
     threads = []
-    dense = metrics_module._Family.dense
+    dense = exposition_module.Family.dense
 
     def spy(self, values):
         threads.append(threading.current_thread())
         return dense(self, values)
 
-    monkeypatch.setattr(metrics_module._Family, "dense", spy)
+    monkeypatch.setattr(exposition_module.Family, "dense", spy)
     metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "phone"): 2}))
     assert threads == []
     client = await client_for(aiohttp_client, registry, None)

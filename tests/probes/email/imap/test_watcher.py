@@ -12,37 +12,20 @@ import contextlib
 import email
 import email.policy
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aioimaplib  # type: ignore[import-untyped]
 import pytest
 from pydantic import SecretStr
 
 from monitor.clock import SystemClock
 from monitor.store.records import Cursor
-from monitor.store.store import Store, StoreUnavailable
-from probes.email.imap_watch import (
-    ImapFailure,
-    ImapSession,
-    ImapWatcher,
-    find_by_message_id,
-    mailbox_name,
-    parse_fetch,
-    parse_internaldate,
-    to_message,
-    uid_set,
-)
-from probes.email.watcher import (
-    Backoff,
-    FetchedMessage,
-    RetryPolicy,
-    WatcherStats,
-    deliver,
-)
+from monitor.store.store import Store
+from probes.email.imap.session import ImapSession
+from probes.email.imap.watcher import ImapWatcher
+from probes.email.watcher import Backoff, FetchedMessage, RetryPolicy
 from tests.support.dovecot import DovecotServer, message, running_dovecot
 
 FAST: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
@@ -366,20 +349,6 @@ async def test_a_server_that_refuses_connections_is_reported_down_until_it_accep
         await recorder.wait_status(idling, timeout=5.0)
 
 
-@pytest.mark.integration
-async def test_the_blind_copy_of_a_probe_is_found_by_its_exact_message_id(dovecot: DovecotServer) -> None:
-    dovecot.append(message("decoy", message_id="<xprobe-42@probes.example.net>"))
-    copy = message("our probe", message_id="<probe-42@probes.example.net>", body="x" * 40_000)
-    dovecot.append(copy)
-
-    found = await find_by_message_id(dovecot.imap_config(), "probe-42@probes.example.net")
-    missing = await find_by_message_id(dovecot.imap_config(), "<probe-43@probes.example.net>")
-
-    assert found is not None and found[1] == copy    # whole, not cut at the watcher's body prefix
-    assert abs(found[0].timestamp() - time.time()) < 5
-    assert missing is None
-
-
 async def test_the_cursor_name_and_saved_position_follow_the_mailbox_name(sqlite_store: Store) -> None:
     async with sqlite_store.write() as tx:
         await tx.set_cursor(Cursor("imap:mystery", 7, 42), SystemClock().now())
@@ -389,96 +358,3 @@ async def test_the_cursor_name_and_saved_position_follow_the_mailbox_name(sqlite
     assert watcher.cursor_name == "imap:mystery"
     assert await watcher._keeper.load(Backoff()) == Cursor("imap:mystery", 7, 42)
 
-
-# ---------------------------------------------------------------------------
-# pure helpers
-
-
-def test_a_fetch_answer_is_split_into_messages_with_literals_quoted_strings_and_nil() -> None:
-    lines: list[bytes | bytearray] = [
-        (b'1 FETCH (UID 7 INTERNALDATE " 6-Nov-2026 09:05:00 +0100" RFC822.SIZE 40 FLAGS (\\Seen $Fwd) '
-         b'BODY[HEADER] {12}'), bytearray(b"Subject: a\r\n"), b' BODY[TEXT]<0> "x (y) \\"z\\""', b")",
-        b"2 FETCH (FLAGS (\\Seen) UID 8)",                  # an unsolicited flag update: no body
-        b"3 FETCH (UID 9 BODY[HEADER] {4}", bytearray(b"S:\r\n"), b" BODY[TEXT]<0> NIL RFC822.SIZE 4)",
-        b"Fetch completed (0.001 + 0.000 secs).",
-    ]
-    first, second, third = parse_fetch(lines)
-
-    assert first["UID"] == b"7" and first["BODY[HEADER]"] == b"Subject: a\r\n"
-    assert first["BODY[TEXT]<0>"] == b'x (y) "z"' and "FLAGS" not in first
-    assert second == {"UID": b"8"}
-    assert third["BODY[TEXT]<0>"] is None
-    now = parse_internaldate(b"01-Jan-2026 00:00:00 +0000")
-    assert to_message("m", second, now) is None
-    fetched = to_message("m", first, now)
-    assert fetched is not None and fetched.uid == 7 and fetched.truncated
-    assert fetched.received_at.isoformat() == "2026-11-06T08:05:00+00:00"
-    whole = to_message("m", third, now)
-    assert whole is not None and whole.raw == b"S:\r\n" and not whole.truncated
-
-
-def test_uid_sets_are_compressed_into_ranges() -> None:
-    assert uid_set([1, 2, 3, 7, 9, 10]) == "1:3,7,9:10"
-    assert uid_set([5]) == "5"
-
-
-def test_folder_names_are_quoted_in_modified_utf7() -> None:
-    assert mailbox_name("INBOX") == '"INBOX"'
-    assert mailbox_name("Réponses & co") == '"R&AOk-ponses &- co"'
-    assert mailbox_name('a"b') == '"a\\"b"'
-
-
-# ---------------------------------------------------------------------------
-# delivery rules shared by both watchers (probes/email/watcher.py)
-
-
-def _fetched(uid: int = 1) -> FetchedMessage:
-    return FetchedMessage("mystery", uid, b"Subject: x\r\n\r\n", SystemClock().now(), False)
-
-
-async def test_a_database_outage_in_the_handler_is_waited_out_without_counting_as_an_attempt() -> None:
-    calls: list[int] = []
-
-    async def handle(fetched: FetchedMessage) -> None:
-        calls.append(1)
-        if len(calls) <= 3:
-            raise StoreUnavailable("database down")
-
-    stats = WatcherStats()
-    delivered = await deliver(handle, _fetched(), RetryPolicy(max_attempts=1, retry_delay=0.001), stats)
-
-    assert delivered and len(calls) == 4 and stats.poisoned == 0 and stats.handler_errors == 0
-
-
-async def test_a_handler_bug_is_retried_then_the_message_given_up_and_remembered() -> None:
-    async def handle(fetched: FetchedMessage) -> None:
-        raise KeyError("a bug")
-
-    stats = WatcherStats()
-    delivered = await deliver(handle, _fetched(7), RetryPolicy(max_attempts=2, retry_delay=0.001), stats)
-
-    assert not delivered and stats.handler_errors == 2 and stats.poisoned == 1 and stats.poisoned_uids == [7]
-
-
-def test_reconnect_delays_double_with_jitter_up_to_the_cap_and_restart_after_a_success() -> None:
-    backoff = Backoff(1.0, 8.0, rng=random.Random(3))
-    delays = [backoff.next_delay() for _ in range(6)]
-    backoff.reset()
-
-    for delay, ceiling in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-    assert backoff.next_delay() <= 1.0
-
-
-async def test_an_aioimaplib_error_quoting_the_login_command_loses_the_password_on_the_way_up() -> None:
-    secret = "pw-in-an-error-Kq9"
-
-    async def failing_login() -> None:
-        raise aioimaplib.Abort(f'unexpected tagged response with pending sync command (A1 LOGIN jeanne "{secret}")')
-
-    session = ImapSession(client=None, lost=asyncio.Event(), secret=secret)  # type: ignore[arg-type]
-    with pytest.raises(ImapFailure) as raised:
-        await session._call(failing_login(), "login")
-
-    assert secret not in str(raised.value) and "***" in str(raised.value)
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__

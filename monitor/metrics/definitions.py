@@ -1,0 +1,507 @@
+"""Every Prometheus metric of qualimon (docs/design.md §6), defined in one place, and its writers.
+
+`Metrics(registry, config)` defines the metrics below and creates every label
+combination the config implies at value 0, so that `increase()` sees the
+first event and boards list every site from the first scrape.  Label values
+are only config names (site, channel, commitment, mailbox, source) and the
+small enums defined here: a value outside the start-up set is dropped (logged
+once; `strict=True` raises `UnknownLabel`) instead of creating a new series,
+which is what keeps the label sets bounded (never a probe id, an address or a
+subject).
+
+Metrics produced (name, type, labels):
+
+- ``qualimon_build_info`` gauge {version} = 1
+- ``qualimon_probes_sent_total`` counter {site, channel}
+- ``qualimon_probe_send_failures_total`` counter {site, channel, reason ∈ SEND_FAILURE_REASONS}
+- ``qualimon_responses_total`` counter {site, channel, kind ∈ RESPONSE_KINDS} (email sites)
+- ``qualimon_verdicts_total`` counter {site, commitment, verdict ∈ met/missed/void}
+- ``qualimon_response_delay_seconds`` histogram {site, commitment}
+- ``qualimon_response_delay_business_seconds`` histogram {site, commitment} (email commitments)
+- ``qualimon_probes_open`` gauge {site, channel}                      (snapshot)
+- ``qualimon_probes_overdue`` gauge {site, commitment}                (snapshot)
+- ``qualimon_oldest_open_probe_age_seconds`` gauge {site, channel}    (snapshot)
+- ``qualimon_commitment_compliance_ratio`` gauge {site, commitment, window} (snapshot)
+- ``qualimon_commitment_samples`` gauge {site, commitment, window, verdict} (snapshot)
+- ``qualimon_commitment_target_ratio`` gauge {commitment}
+- ``qualimon_commitment_threshold_seconds`` gauge {commitment} (wall-clock thresholds only)
+- ``qualimon_call_ring_seconds`` histogram {site, source ∈ mystery/calllog} (phone sites)
+- ``qualimon_calls_total`` counter {site, source, outcome ∈ CALL_OUTCOMES} (phone sites)
+- ``qualimon_mailbox_up`` gauge {mailbox}
+- ``qualimon_mailbox_last_success_timestamp_seconds`` gauge {mailbox}
+- ``qualimon_calllog_last_ingest_timestamp_seconds`` gauge {source}
+- ``qualimon_calllog_rows_rejected_total`` counter {source, reason ∈ CALLLOG_REJECT_REASONS}
+- ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site, channel} (planned channels)
+
+Histogram buckets contain every commitment's nominal threshold (seconds,
+rings × cadence, working days × 86 400, business hours × 3 600), so the
+bucket ``le="<threshold>"`` divided by ``_count`` is the on-time share of the
+answered probes without interpolation.
+
+Writers (the runner, the watchers, the call-log importer) call the plain
+methods of `Metrics`; the database-derived gauges are set only by
+`apply_snapshot`, from a `DerivedSnapshot` that a background task computes.
+A scrape reads memory only and never touches the database.
+
+How the values are kept and served fast is `monitor.metrics.exposition`'s
+business; `/metrics` itself is `monitor.metrics.http`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+import monitor
+from monitor.config.models import Commitment, Config, Site
+from monitor.metrics.exposition import Exposition, Family, FamilySpec, Kind, LabelValues, register
+
+log = logging.getLogger("qualimon.metrics")
+
+DAY = 86_400.0
+HOUR = 3_600.0
+
+# ---------------------------------------------------------------------------
+# bounded label values
+
+VERDICTS = ("met", "missed", "void")
+SAMPLE_VERDICTS = ("met", "missed", "pending", "void")
+WINDOWS = ("30d", "90d")
+RESPONSE_KINDS = ("human_reply", "auto_reply", "bounce")
+CALL_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed")
+CALL_SOURCES = ("mystery", "calllog")
+
+#: Why the monitor could not send a probe (all of them make the probe `void`).
+SEND_FAILURE_REASONS: Mapping[str, str] = {
+    "connect": "our SMTP server / SIP trunk could not be reached (DNS, network, refused connection)",
+    "tls": "the TLS handshake with our server failed (certificate, protocol)",
+    "auth": "our server refused the monitor's credentials",
+    "refused": "our server refused the message or the call (5xx to MAIL/RCPT/DATA, SIP 4xx/5xx from the trunk)",
+    "timeout": "the runner's timeout expired before the send completed",
+    "internal": "a bug or an unexpected exception in qualimon itself",
+    "other": "anything else; unknown reasons are mapped here so the label set stays bounded",
+}
+
+# Free-text reasons ("timeout: the probe took more than 120 s", "monitor error:
+# ...") are folded into the set above by keyword, first match wins: the text
+# itself (which may name an address) never becomes a label value. "connect"
+# comes before "refused" so that "connection refused" is a network problem.
+_REASON_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("timeout", ("timeout", "timed out")),
+    ("tls", ("tls", "ssl", "certificate")),
+    ("auth", ("auth", "credential", "password", "login")),
+    ("connect", ("connect", "unreachable", "dns", "resolve", "network")),
+    ("internal", ("monitor error", "internal", "interrupted", "no probe kind")),
+    ("refused", ("refused", "rejected", "denied", "forbidden")),
+)
+
+
+def send_failure_reason(text: str) -> str:
+    """The bounded label value for a send failure described by `text`."""
+    lowered = text.strip().lower()
+    if lowered in SEND_FAILURE_REASONS:
+        return lowered
+    for reason, words in _REASON_KEYWORDS:
+        if any(word in lowered for word in words):
+            return reason
+    return "other"
+
+
+#: Why a call-log (CDR) row was not imported.
+#: The parsers' own reasons (probes.calllogs.RejectReason) plus the mapping to a site.
+CALLLOG_REJECT_REASONS: Mapping[str, str] = {
+    "columns": "wrong number of fields, unbalanced quotes or a missing mapped column",
+    "encoding": "bytes that are not valid in the declared encoding",
+    "timestamp": "an unparseable or impossible instant",
+    "duration": "a negative or non-numeric duration, or talk time longer than the call",
+    "number": "an empty or malformed dialled number",
+    "outcome": "a disposition or status value nobody mapped",
+    "unknown_site": "no configured site has the called number",
+    "other": "anything else; unknown reasons are mapped here",
+}
+
+# ---------------------------------------------------------------------------
+# buckets
+
+# Email delays span minutes to weeks, phone delays seconds: one bucket list
+# covers both (a histogram has one list for all its series), so it is kept
+# short — every bucket costs one line per site × commitment on each scrape.
+# The thresholds are added to it by `delay_buckets`.
+BASE_DELAY_BUCKETS = (
+    5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 300.0, 1800.0,
+    HOUR, 4 * HOUR, 12 * HOUR,
+    DAY, 2 * DAY, 3 * DAY, 5 * DAY, 7 * DAY, 14 * DAY, 30 * DAY,
+)
+BASE_RING_BUCKETS = (2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0, 90.0)
+
+
+def nominal_threshold_seconds(commitment: Commitment) -> float:
+    """The commitment's threshold as a duration: wall-clock thresholds exactly,
+    working days as N × 24 h and business hours as H × 1 h (their real deadline
+    depends on the calendar, so this is the nominal bucket edge)."""
+    wall_clock = commitment.threshold_seconds
+    if wall_clock is not None:
+        return wall_clock
+    within = commitment.within
+    if within.working_days is not None:
+        return within.working_days * DAY
+    assert within.business_hours is not None  # Within guarantees exactly one unit
+    return within.business_hours * HOUR
+
+
+def delay_buckets(config: Config) -> tuple[float, ...]:
+    thresholds = (nominal_threshold_seconds(c) for c in config.commitments.values())
+    return tuple(sorted({*BASE_DELAY_BUCKETS, *thresholds}))
+
+
+def ring_buckets(config: Config) -> tuple[float, ...]:
+    phone = config.commitments_for("phone").values()
+    thresholds = (c.threshold_seconds for c in phone if c.threshold_seconds is not None)
+    return tuple(sorted({*BASE_RING_BUCKETS, *thresholds}))
+
+
+# ---------------------------------------------------------------------------
+# label layout derived from the config
+
+
+class UnknownLabel(ValueError):
+    """A label value outside the start-up set (raised in strict mode only)."""
+
+
+MAX_WARNINGS = 100  # distinct dropped label sets worth a log line; beyond, stay quiet
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every label combination the config implies, computed once."""
+
+    site_channels: tuple[tuple[str, str], ...]
+    planned_site_channels: tuple[tuple[str, str], ...]
+    site_commitments: tuple[tuple[str, str], ...]
+    written_site_commitments: tuple[tuple[str, str], ...]
+    email_sites: tuple[str, ...]
+    phone_sites: tuple[str, ...]
+    mailboxes: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: Config, source_ids: Sequence[str] = ()) -> Layout:
+        return cls(
+            site_channels=tuple((s.id, ch) for s in config.sites for ch in _channels(s)),
+            planned_site_channels=tuple((s.id, ch) for s in config.sites for ch in _planned_channels(s)),
+            site_commitments=tuple(
+                (s.id, cid) for s in config.sites for ch in _channels(s) for cid in config.commitments_for(ch)
+            ),
+            # Business delay (time inside working days) describes written answers;
+            # a call is answered in seconds, where it would only repeat the wall clock.
+            written_site_commitments=tuple(
+                (s.id, cid) for s in config.sites if s.email is not None for cid in config.commitments_for("email")
+            ),
+            email_sites=tuple(s.id for s in config.sites if s.email is not None),
+            phone_sites=tuple(s.id for s in config.sites if s.phone is not None),
+            mailboxes=tuple(config.mailboxes),
+            sources=tuple(dict.fromkeys(source_ids)),
+        )
+
+
+def _channels(site: Site) -> tuple[str, ...]:
+    return tuple(ch for ch in ("email", "phone") if getattr(site, ch) is not None)
+
+
+def _planned_channels(site: Site) -> tuple[str, ...]:
+    # The "no probe sent in 7 days" alert watches the planner; a channel with
+    # every quota at 0 is deliberately paused and must not trip it.
+    planned = []
+    if site.email is not None and site.email.per_month > 0:
+        planned.append("email")
+    if site.phone is not None and (site.phone.per_month > 0 or site.phone.out_of_hours_per_month > 0):
+        planned.append("phone")
+    return tuple(planned)
+
+
+def _product(pairs: Iterable[tuple[str, ...]], values: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    values = tuple(values)
+    return tuple([pair + (value,) for pair in pairs for value in values])
+
+
+# ---------------------------------------------------------------------------
+# database-derived values
+
+
+@dataclass(frozen=True)
+class DerivedSnapshot:
+    """Values computed from the database by the background refresh task.
+
+    Keys are label tuples; combinations missing from a mapping are set to 0
+    (the snapshot is complete by definition), keys naming a site, channel or
+    commitment that is no longer in the config are ignored.
+    """
+
+    #: (site, commitment, window) -> met / (met + missed); 0 when nothing is decided
+    compliance_ratio: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    #: (site, commitment, window, verdict ∈ met/missed/pending/void) -> probes
+    samples: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
+    #: (site, channel) -> probes sent and still waiting for at least one verdict
+    probes_open: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: (site, commitment) -> probes past that commitment's deadline with no qualifying
+    #: answer yet (pending past the deadline, or missed and still watched for a late answer)
+    probes_overdue: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: (site, channel) -> age of the oldest open probe, 0 when none is open
+    oldest_open_probe_age_seconds: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: (site, channel) -> last sent_at in the store; restores the watchdog after a restart
+    last_probe_sent: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    #: call-log source -> last successful ingest in the store; same purpose
+    calllog_last_ingest: Mapping[str, datetime] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# the metrics
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise ValueError(f"{at!r} is naive; instants must be timezone-aware (UTC)")
+    return at.timestamp()
+
+
+def _known_reason(reason: str, reasons: Mapping[str, str]) -> str:
+    return reason if reason in reasons else "other"
+
+
+def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Iterable[LabelValues]]]:
+    """Every family (exposition order) with every series the config implies."""
+    sc, scm = ("site", "channel"), ("site", "commitment")
+    windows = _product(lay.site_commitments, WINDOWS)
+    phone_sources = _product(((s,) for s in lay.phone_sites), CALL_SOURCES)
+    delays = delay_buckets(config)
+    commitments = [(cid,) for cid in config.commitments]
+    wall_clock = [(cid,) for cid, c in config.commitments.items() if c.threshold_seconds is not None]
+    mailboxes, sources = [(m,) for m in lay.mailboxes], [(s,) for s in lay.sources]
+
+    def spec(name: str, kind: Kind, doc: str, labels: Sequence[str], buckets: tuple[float, ...] = ()) -> FamilySpec:
+        return FamilySpec(name, kind, doc, tuple(labels), buckets)
+
+    return {
+        "build_info": (spec("qualimon_build_info", "gauge", "qualimon version running (value 1)", ["version"]),
+                       [(monitor.__version__,)]),
+        "probes_sent": (spec("qualimon_probes_sent", "counter", "Probes sent", sc), lay.site_channels),
+        "send_failures": (spec("qualimon_probe_send_failures", "counter", "Probes the monitor failed to send (void)",
+                               [*sc, "reason"]), _product(lay.site_channels, SEND_FAILURE_REASONS)),
+        "responses": (spec("qualimon_responses", "counter", "Messages matched to a probe, by kind", [*sc, "kind"]),
+                      _product(((s, "email") for s in lay.email_sites), RESPONSE_KINDS)),
+        "verdicts": (spec("qualimon_verdicts", "counter", "Decided verdicts per probe and commitment",
+                          [*scm, "verdict"]), _product(lay.site_commitments, VERDICTS)),
+        "delay": (spec("qualimon_response_delay_seconds", "histogram", "Wall-clock delay of answers", scm, delays),
+                  lay.site_commitments),
+        "business_delay": (spec("qualimon_response_delay_business_seconds", "histogram",
+                                "Delay of answers counted inside working days", scm, delays),
+                           lay.written_site_commitments),
+        "probes_open": (spec("qualimon_probes_open", "gauge", "Probes waiting for a verdict (from the database)", sc),
+                        lay.site_channels),
+        "probes_overdue": (spec("qualimon_probes_overdue", "gauge",
+                                "Probes past a deadline with no qualifying answer yet (from the database)", scm),
+                           lay.site_commitments),
+        "oldest_open_age": (spec("qualimon_oldest_open_probe_age_seconds", "gauge",
+                                 "Age of the oldest open probe (from the database)", sc), lay.site_channels),
+        "compliance": (spec("qualimon_commitment_compliance_ratio", "gauge",
+                            "Share of decided probes that met the commitment (from the database)",
+                            [*scm, "window"]), windows),
+        "samples": (spec("qualimon_commitment_samples", "gauge", "Probes per verdict in the window (from the database)",
+                         [*scm, "window", "verdict"]), _product(windows, SAMPLE_VERDICTS)),
+        "target": (spec("qualimon_commitment_target_ratio", "gauge", "Configured target ratio", ["commitment"]),
+                   commitments),
+        "threshold": (spec("qualimon_commitment_threshold_seconds", "gauge", "Configured wall-clock threshold",
+                           ["commitment"]), wall_clock),
+        "ring": (spec("qualimon_call_ring_seconds", "histogram", "Ringing time until answer", ["site", "source"],
+                      ring_buckets(config)), phone_sources),
+        "calls": (spec("qualimon_calls", "counter", "Calls by outcome", ["site", "source", "outcome"]),
+                  _product(phone_sources, CALL_OUTCOMES)),
+        "mailbox_up": (spec("qualimon_mailbox_up", "gauge", "1 when the mystery mailbox is reachable", ["mailbox"]),
+                       mailboxes),
+        "mailbox_success": (spec("qualimon_mailbox_last_success_timestamp_seconds", "gauge",
+                                 "Last successful mailbox check", ["mailbox"]), mailboxes),
+        "calllog_ingest": (spec("qualimon_calllog_last_ingest_timestamp_seconds", "gauge",
+                                "Last successful call-log ingest", ["source"]), sources),
+        "rows_rejected": (spec("qualimon_calllog_rows_rejected", "counter", "Call-log rows not imported",
+                               ["source", "reason"]), _product(sources, CALLLOG_REJECT_REASONS)),
+        "last_sent": (spec("qualimon_last_probe_sent_timestamp_seconds", "gauge", "Last probe sent", sc),
+                      lay.planned_site_channels),
+    }
+
+
+class Metrics:
+    """All qualimon metrics on one registry, with the writers' methods."""
+
+    build_info: Family
+    probes_sent: Family
+    send_failures: Family
+    responses: Family
+    verdicts: Family
+    delay: Family
+    business_delay: Family
+    probes_open: Family
+    probes_overdue: Family
+    oldest_open_age: Family
+    compliance: Family
+    samples: Family
+    target: Family
+    threshold: Family
+    ring: Family
+    calls: Family
+    mailbox_up: Family
+    mailbox_success: Family
+    calllog_ingest: Family
+    rows_rejected: Family
+    last_sent: Family
+
+    def __init__(self, registry: CollectorRegistry, config: Config, source_ids: Sequence[str] = (),
+                 *, strict: bool = False):
+        """`strict` raises `UnknownLabel` on a value outside the start-up set (tests, to catch
+        wiring bugs); otherwise the write is dropped with one warning, because the store can
+        legitimately hold probes of a site that has since left the config."""
+        self.strict = strict
+        self._warned: set[tuple[str, LabelValues]] = set()
+        self.layout = Layout.from_config(config, source_ids)
+        # The store's timestamps already raised, by key (see `apply_snapshot`).
+        self._seen_sent: Mapping[tuple[str, str], datetime] = {}
+        self._seen_ingest: Mapping[str, datetime] = {}
+        definitions = _definitions(config, self.layout)
+        self._exposition = Exposition(definitions.values())
+        for name, family in zip(definitions, self._exposition.families):
+            setattr(self, name, family)
+        self._exposition.set(self.build_info, 0, 1)
+        for cid, commitment in config.commitments.items():
+            self._exposition.set(self.target, self.target.index[(cid,)], commitment.target_ratio)
+            if commitment.threshold_seconds is not None:
+                self._exposition.set(self.threshold, self.threshold.index[(cid,)], commitment.threshold_seconds)
+        register(registry, self._exposition)
+
+    # ---- label checks
+
+    def _series(self, family: Family, *labels: str) -> int | None:
+        index = family.index.get(labels)
+        if index is not None:
+            return index
+        shown = family.spec.shown
+        message = (f"{shown}{dict(zip(family.spec.labelnames, labels))} is not a series of this config "
+                   "(labels are config names and known enum values); the update is dropped")
+        if self.strict:
+            raise UnknownLabel(message)
+        if len(self._warned) < MAX_WARNINGS and (shown, labels) not in self._warned:
+            self._warned.add((shown, labels))
+            log.warning(message)
+        return None
+
+    def _inc(self, family: Family, *labels: str, amount: float = 1.0) -> None:
+        series = self._series(family, *labels)
+        if series is not None:
+            self._exposition.add(family, series, amount)
+
+    def _observe(self, family: Family, labels: LabelValues, value: float) -> None:
+        series = self._series(family, *labels)
+        if series is not None:
+            self._exposition.observe(family, series, value)
+
+    def _set_timestamp(self, family: Family, labels: LabelValues, value: float) -> None:
+        # Writers and the store refresh both feed these; never move back in time
+        # (the store may lag the live writers by one refresh).
+        series = family.index.get(labels)
+        if series is not None:
+            self._exposition.raise_to(family, series, value)
+
+    # ---- writers: the runner
+
+    def probe_sent(self, site: str, channel: str, at: datetime) -> None:
+        sent = _epoch(at)  # a naive instant is refused before anything is counted
+        self._inc(self.probes_sent, site, channel)
+        # One-off probes on a paused channel count, but do not arm the watchdog
+        # (the paused channel has no watchdog series, so this is a no-op for it).
+        self._set_timestamp(self.last_sent, (site, channel), sent)
+
+    def send_failed(self, site: str, channel: str, reason: str) -> None:
+        """`reason` is one of SEND_FAILURE_REASONS or free text, see `send_failure_reason`."""
+        self._inc(self.send_failures, site, channel, send_failure_reason(reason))
+
+    def response(self, site: str, channel: str, kind: str) -> None:
+        """A written answer matched to a probe (phone answers go to `call`)."""
+        self._inc(self.responses, site, channel, kind)
+
+    def verdict(self, site: str, commitment: str, verdict: str,
+                delay_seconds: float | None = None, business_delay_seconds: float | None = None) -> None:
+        """A decided verdict; delays are observed for answers (a late answer too).
+
+        A `void` verdict is the monitor's own failure, so its delays say
+        nothing about the site and are not observed. The business delay is
+        kept for email commitments only (see `Layout`); for calls it is ignored.
+        The `le="<threshold>"` bucket over `_count` is the on-time share of the
+        *answered* probes; unanswered misses are only in `verdicts_total`.
+        """
+        self._inc(self.verdicts, site, commitment, verdict)
+        if verdict not in ("met", "missed"):
+            return
+        if delay_seconds is not None:
+            self._observe(self.delay, (site, commitment), delay_seconds)
+        written = self.business_delay.index.get((site, commitment))
+        if business_delay_seconds is not None and written is not None:
+            self._exposition.observe(self.business_delay, written, business_delay_seconds)
+
+    def call(self, site: str, source: str, outcome: str, ring_seconds: float | None = None) -> None:
+        """A mystery call or a call-log record; pass `ring_seconds` for answered calls."""
+        self._inc(self.calls, site, source, outcome)
+        if ring_seconds is not None:
+            self._observe(self.ring, (site, source), ring_seconds)
+
+    # ---- writers: watchers and importers
+
+    def mailbox_status(self, mailbox: str, up: bool, at: datetime | None = None) -> None:
+        series = self._series(self.mailbox_up, mailbox)
+        if series is None:
+            return
+        self._exposition.set(self.mailbox_up, series, 1.0 if up else 0.0)
+        if up and at is not None:
+            self._exposition.set(self.mailbox_success, self.mailbox_success.index[(mailbox,)], _epoch(at))
+
+    def calllog_ingested(self, source: str, at: datetime) -> None:
+        if self._series(self.calllog_ingest, source) is not None:
+            self._set_timestamp(self.calllog_ingest, (source,), _epoch(at))
+
+    def calllog_rejected(self, source: str, reason: str, count: int = 1) -> None:
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        self._inc(self.rows_rejected, source, _known_reason(reason, CALLLOG_REJECT_REASONS), amount=count)
+
+    # ---- the background refresh
+
+    def apply_snapshot(self, snapshot: DerivedSnapshot) -> None:
+        """Set the database-derived gauges from memory (no I/O); cheap enough for the event loop.
+
+        The gauges (up to ~500 000 entries at 10 000 sites) are turned into
+        values by the next reader, in its thread (see `Exposition.defer`), so
+        the snapshot's mappings must not change afterwards (`compute_snapshot`
+        builds new ones each time).  The timestamps are raised now, but only
+        those that changed since the previous snapshot: raising the others
+        again would change nothing, and all 20 000 cost ~50 ms."""
+        self._exposition.defer([
+            (self.compliance, snapshot.compliance_ratio),
+            (self.samples, snapshot.samples),
+            (self.probes_open, snapshot.probes_open),
+            (self.probes_overdue, snapshot.probes_overdue),
+            (self.oldest_open_age, snapshot.oldest_open_probe_age_seconds),
+        ])
+        sent, ingested = snapshot.last_probe_sent, snapshot.calllog_last_ingest
+        stamps: list[tuple[Family, LabelValues, datetime]] = [
+            (self.last_sent, labels, at) for labels, at in _changed(sent, self._seen_sent).items()]
+        stamps += [(self.calllog_ingest, (source,), at) for source, at in _changed(ingested, self._seen_ingest).items()]
+        self._exposition.raise_many([(family, family.index[labels], _epoch(at)) for family, labels, at in stamps
+                                     if labels in family.index])
+        self._seen_sent, self._seen_ingest = sent, ingested
+
+
+def _changed(new: Mapping[Any, datetime], old: Mapping[Any, datetime]) -> dict[Any, datetime]:
+    return {key: at for key, at in new.items() if old.get(key) != at}
+
