@@ -14,7 +14,7 @@ Metrics produced (name, type, labels):
 - ``qualimon_build_info`` gauge {version} = 1
 - ``qualimon_probes_sent_total`` counter {site, channel}
 - ``qualimon_probe_send_failures_total`` counter {site, channel, reason ∈ SEND_FAILURE_REASONS}
-- ``qualimon_responses_total`` counter {site, channel, kind ∈ RESPONSE_KINDS} (email sites)
+- ``qualimon_responses_total`` counter {site, channel, kind ∈ the channel's ChannelSpec.responses}
 - ``qualimon_verdicts_total`` counter {site, commitment, verdict ∈ met/missed/void}
 - ``qualimon_response_delay_seconds`` histogram {site, commitment}
 - ``qualimon_response_delay_business_seconds`` histogram {site, commitment} (email commitments)
@@ -72,7 +72,6 @@ HOUR = 3_600.0
 VERDICTS = ("met", "missed", "void")
 SAMPLE_VERDICTS = ("met", "missed", "pending", "void")
 WINDOWS = ("30d", "90d")
-RESPONSE_KINDS = ("human_reply", "auto_reply", "bounce")
 CALL_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed")
 CALL_SOURCES = ("mystery", "calllog")
 
@@ -160,8 +159,8 @@ def delay_buckets(config: Config) -> tuple[float, ...]:
 
 
 def ring_buckets(config: Config) -> tuple[float, ...]:
-    phone = config.commitments_for("phone").values()
-    thresholds = (c.threshold_seconds for c in phone if c.threshold_seconds is not None)
+    calls = [c for c in config.commitments.values() if config.channels[c.channel].calls]
+    thresholds = (c.threshold_seconds for c in calls if c.threshold_seconds is not None)
     return tuple(sorted({*BASE_RING_BUCKETS, *thresholds}))
 
 
@@ -184,44 +183,35 @@ class Layout:
     planned_site_channels: tuple[tuple[str, str], ...]
     site_commitments: tuple[tuple[str, str], ...]
     written_site_commitments: tuple[tuple[str, str], ...]
-    email_sites: tuple[str, ...]
-    phone_sites: tuple[str, ...]
+    site_responses: tuple[tuple[str, str, str], ...]
+    call_sites: tuple[str, ...]
     mailboxes: tuple[str, ...]
     sources: tuple[str, ...]
 
     @classmethod
     def from_config(cls, config: Config, source_ids: Sequence[str] = ()) -> Layout:
+        specs = config.channels
+        pairs = [(s, ch) for s in config.sites for ch in config.site_channels(s)]
         return cls(
-            site_channels=tuple((s.id, ch) for s in config.sites for ch in _channels(s)),
-            planned_site_channels=tuple((s.id, ch) for s in config.sites for ch in _planned_channels(s)),
-            site_commitments=tuple(
-                (s.id, cid) for s in config.sites for ch in _channels(s) for cid in config.commitments_for(ch)
-            ),
+            site_channels=tuple((s.id, ch) for s, ch in pairs),
+            planned_site_channels=tuple((s.id, ch) for s, ch in pairs if _planned(config, s, ch)),
+            site_commitments=tuple((s.id, cid) for s, ch in pairs for cid in config.commitments_for(ch)),
             # Business delay (time inside working days) describes written answers;
             # a call is answered in seconds, where it would only repeat the wall clock.
             written_site_commitments=tuple(
-                (s.id, cid) for s in config.sites if s.email is not None for cid in config.commitments_for("email")
+                (s.id, cid) for s, ch in pairs if specs[ch].office_calendar for cid in config.commitments_for(ch)
             ),
-            email_sites=tuple(s.id for s in config.sites if s.email is not None),
-            phone_sites=tuple(s.id for s in config.sites if s.phone is not None),
+            site_responses=tuple((s.id, ch, kind) for s, ch in pairs for kind in specs[ch].responses),
+            call_sites=tuple(dict.fromkeys(s.id for s, ch in pairs if specs[ch].calls)),
             mailboxes=tuple(config.mailboxes),
             sources=tuple(dict.fromkeys(source_ids)),
         )
 
 
-def _channels(site: Site) -> tuple[str, ...]:
-    return tuple(ch for ch in ("email", "phone") if getattr(site, ch) is not None)
-
-
-def _planned_channels(site: Site) -> tuple[str, ...]:
+def _planned(config: Config, site: Site, channel: str) -> bool:
     # The "no probe sent in 7 days" alert watches the planner; a channel with
     # every quota at 0 is deliberately paused and must not trip it.
-    planned = []
-    if site.email is not None and site.email.per_month > 0:
-        planned.append("email")
-    if site.phone is not None and (site.phone.per_month > 0 or site.phone.out_of_hours_per_month > 0):
-        planned.append("phone")
-    return tuple(planned)
+    return sum(slot.per_month for slot in config.channels[channel].plan(site.section(channel))) > 0
 
 
 def _product(pairs: Iterable[tuple[str, ...]], values: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -277,7 +267,7 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
     """Every family (exposition order) with every series the config implies."""
     sc, scm = ("site", "channel"), ("site", "commitment")
     windows = _product(lay.site_commitments, WINDOWS)
-    phone_sources = _product(((s,) for s in lay.phone_sites), CALL_SOURCES)
+    call_sources = _product(((s,) for s in lay.call_sites), CALL_SOURCES)
     delays = delay_buckets(config)
     commitments = [(cid,) for cid in config.commitments]
     wall_clock = [(cid,) for cid, c in config.commitments.items() if c.threshold_seconds is not None]
@@ -293,7 +283,7 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
         "send_failures": (spec("qualimon_probe_send_failures", "counter", "Probes the monitor failed to send (void)",
                                [*sc, "reason"]), _product(lay.site_channels, SEND_FAILURE_REASONS)),
         "responses": (spec("qualimon_responses", "counter", "Messages matched to a probe, by kind", [*sc, "kind"]),
-                      _product(((s, "email") for s in lay.email_sites), RESPONSE_KINDS)),
+                      lay.site_responses),
         "verdicts": (spec("qualimon_verdicts", "counter", "Decided verdicts per probe and commitment",
                           [*scm, "verdict"]), _product(lay.site_commitments, VERDICTS)),
         "delay": (spec("qualimon_response_delay_seconds", "histogram", "Wall-clock delay of answers", scm, delays),
@@ -318,9 +308,9 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
         "threshold": (spec("qualimon_commitment_threshold_seconds", "gauge", "Configured wall-clock threshold",
                            ["commitment"]), wall_clock),
         "ring": (spec("qualimon_call_ring_seconds", "histogram", "Ringing time until answer", ["site", "source"],
-                      ring_buckets(config)), phone_sources),
+                      ring_buckets(config)), call_sources),
         "calls": (spec("qualimon_calls", "counter", "Calls by outcome", ["site", "source", "outcome"]),
-                  _product(phone_sources, CALL_OUTCOMES)),
+                  _product(call_sources, CALL_OUTCOMES)),
         "mailbox_up": (spec("qualimon_mailbox_up", "gauge", "1 when the mystery mailbox is reachable", ["mailbox"]),
                        mailboxes),
         "mailbox_success": (spec("qualimon_mailbox_last_success_timestamp_seconds", "gauge",
