@@ -16,7 +16,7 @@ from datetime import datetime
 from monitor.clock import Clock
 from monitor.config.models import Config
 from monitor.health import Health
-from monitor.kinds import ComponentStatus, Recorder, Response
+from monitor.kinds import ComponentStatus, Recorder, Response, Work
 from monitor.store.engine import is_outage
 from monitor.store.records import Cursor, EventRecord, EvidenceItem, ProbeRecord, StoreUnavailable
 from monitor.store.store import Store
@@ -124,3 +124,7 @@ class ServiceHost:
     def status_of(self, component: str, name: str) -> ComponentStatus | None:
         check = self._health.check(f"{component}:{name}")
         return None if check is None else ComponentStatus(check.ok, check.since)
+
+    async def lead(self, task: str, work: Work) -> None:
+        """One instance: this one always holds every task (a fleet elects a holder per task)."""
+        await work(self)

@@ -153,6 +153,9 @@ class ComponentStatus:
     since: datetime  # when it last changed between up and down
 
 
+Work = Callable[["KindHost"], Awaitable[None]]
+
+
 class KindHost(Protocol):
     """The core as a kind's background work sees it."""
 
@@ -177,6 +180,17 @@ class KindHost(Protocol):
 
     def status_of(self, component: str, name: str) -> ComponentStatus | None:
         """What was last reported, None when nothing was since start-up."""
+        ...
+
+    async def lead(self, task: str, work: Work) -> None:
+        """Run `work` as the one holder of `task` (e.g. "mailbox:mystery") among the service's instances.
+
+        Singleton work — reading a mailbox, polling a source — must not run twice at once, or answers
+        would be recorded twice.  `work` gets a host whose writes are fenced by the task: once another
+        instance holds it, they fail instead of landing twice.  While this instance does not hold the
+        task, `lead` waits; when it loses it, `work` is cancelled and `lead` waits to hold it again.
+        Returns only when cancelled.  With one instance (SQLite) it simply runs `work`.
+        """
         ...
 
 

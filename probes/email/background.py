@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
-from monitor.kinds import KindHost
+from monitor.kinds import KindHost, Work
 from monitor.store.records import ProbeRecord
 from probes.email.pipeline import ReplyPipeline
 from probes.email.watcher import StatusCallback, make_watcher
@@ -25,17 +25,25 @@ COMPONENT = "mailbox"
 
 @asynccontextmanager
 async def watch_mailboxes(host: KindHost) -> AsyncIterator[None]:
-    pipeline = ReplyPipeline(host.recorder, host.probes, host.config)
-    tasks = []
-    for name, mailbox in host.config.mailboxes.items():
-        watcher = make_watcher(name, mailbox, host.cursors, on_status=_reporter(host, name), clock=host.clock)
-        tasks.append(asyncio.create_task(watcher.run(pipeline.handle), name=f"mailbox {name}"))
+    """One watcher per mailbox, each run by the one instance of the fleet that holds `mailbox:<name>`."""
+    tasks = [asyncio.create_task(host.lead(f"{COMPONENT}:{name}", _watch(name)), name=f"mailbox {name}")
+             for name in host.config.mailboxes]
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _watch(name: str) -> Work:
+    async def watch(host: KindHost) -> None:
+        mailbox = host.config.mailboxes[name]
+        pipeline = ReplyPipeline(host.recorder, host.probes, host.config)
+        watcher = make_watcher(name, mailbox, host.cursors, on_status=_reporter(host, name), clock=host.clock)
+        await watcher.run(pipeline.handle)
+
+    return watch
 
 
 def observed_until(probe: ProbeRecord, now: datetime, host: KindHost) -> datetime:

@@ -59,7 +59,7 @@ async def run(probe, ctx):
 
 @asynccontextmanager
 async def loft_keeper(host):
-    async def keep():
+    async def keep(host):
         while True:
             host.report_status("loft", "main", True, "pigeons home")
             for probe in await host.probes.open_probes("pigeon", sites=[s.id for s in host.config.sites]):
@@ -68,7 +68,7 @@ async def loft_keeper(host):
                     await host.recorder.record_response(probe.id, Response("coo", host.clock.now()))
             await asyncio.sleep(0.05)
 
-    task = asyncio.create_task(keep())
+    task = asyncio.create_task(host.lead("loft:main", keep))  # one keeper across a fleet
     try:
         yield
     finally:
