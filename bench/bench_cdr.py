@@ -7,7 +7,7 @@ three-leg queue call), then measures rows per second for:
    DST-safe stamps) vs `csv.DictReader` + per-row `datetime.strptime`;
 2. parse + insert into a scratch SQLite table: our batches with one
    `executemany` per batch vs one INSERT + commit per row;
-3. MariaDB (skipped with --no-mariadb or when 127.0.0.1:3306 is closed):
+3. MariaDB (skipped with --no-mariadb; the server the tests use, see bench/support.py):
    reading the `cdr` table with `aiter_sql_cdr` (keyset pages) vs
    LIMIT/OFFSET pages parsed row by row, and parse + insert into a scratch
    MariaDB table, batched vs row by row.
@@ -25,8 +25,6 @@ import asyncio
 import csv
 import os
 import platform
-import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,11 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E40
 from probes.calllogs.asterisk_csv import BASE_COLUMNS, iter_master_csv  # noqa: E402
 from probes.calllogs.asterisk_sql import aiter_sql_cdr, asterisk_cdr_table  # noqa: E402
 from probes.calllogs.records import CallRecord  # noqa: E402
+from support import scratch_mariadb  # noqa: E402
 
 PARIS = ZoneInfo("Europe/Paris")
 COLUMNS = BASE_COLUMNS + ("uniqueid", "userfield", "peeraccount", "linkedid", "sequence")
 STAMP = "%Y-%m-%d %H:%M:%S"
-MARIADB = "mysql+aiomysql://root@127.0.0.1:3306/{db}"
 SCRATCH_DDL = ("CREATE TABLE calls (source VARCHAR(40), record_key VARCHAR(160) PRIMARY KEY, dialled VARCHAR(20), "
                "started_at VARCHAR(40), answered_at VARCHAR(40), ended_at VARCHAR(40), ring_seconds DOUBLE, "
                "outcome VARCHAR(12), legs INTEGER)")
@@ -222,12 +220,15 @@ def _scratch_sqlite(db: Path) -> sqlite3.Connection:
 # ----------------------------------------------------------------- MariaDB
 
 
-async def mariadb_section(csv_path: Path, rows: int, naive_rows: int, naive_read_rows: int) -> dict[str, tuple[int, float]]:
-    name = f"qualimon_bench_{secrets.token_hex(4)}"
-    admin = create_async_engine(MARIADB.format(db=""), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = create_async_engine(MARIADB.format(db=name))
+async def mariadb_section(csv_path: Path, rows: int, naive_rows: int,
+                          naive_read_rows: int) -> dict[str, tuple[int, float]] | None:
+    async with scratch_mariadb() as url:
+        return None if url is None else await _mariadb_runs(url, csv_path, rows, naive_rows, naive_read_rows)
+
+
+async def _mariadb_runs(url: str, csv_path: Path, rows: int, naive_rows: int,
+                        naive_read_rows: int) -> dict[str, tuple[int, float]]:
+    engine = create_async_engine(url)
     try:
         await load_cdr(engine, rows)
         results = {
@@ -238,9 +239,6 @@ async def mariadb_section(csv_path: Path, rows: int, naive_rows: int, naive_read
         }
     finally:
         await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f"DROP DATABASE {name}"))
-        await admin.dispose()
     return results
 
 
@@ -372,7 +370,7 @@ def main() -> None:
         insert = {"ours": timed(lambda: sqlite_insert_ours(path, Path(tmp) / "ours.db")),
                   "naive": timed(lambda: sqlite_insert_naive(path, Path(tmp) / "naive.db", args.naive_insert_rows))}
         maria = None
-        if not args.no_mariadb and _port_open("127.0.0.1", 3306):
+        if not args.no_mariadb:
             maria = asyncio.run(mariadb_section(path, args.rows, args.naive_insert_rows, args.naive_read_rows))
 
     out = [f"{args.rows:,}".replace(",", " ") + f" synthetic Master.csv rows ({size / 1e6:.1f} MB, 21 columns, "
@@ -392,14 +390,6 @@ def main() -> None:
                 line("parse + insert into MariaDB (INSERT + commit per row)", maria["insert_naive"]),
                 ratio(maria["insert_ours"], maria["insert_naive"])]
     print("\n".join(out))
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

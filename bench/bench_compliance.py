@@ -47,7 +47,6 @@ from monitor.store.records import new_probe_id  # noqa: E402
 
 YEAR_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 QUARTER = ("2026-07-01", "2026-09-30")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = "bench-viewer-token-0123456789"
 CANDIDATE_INDEX = ("CREATE INDEX ix_verdicts_started_at_site_commitment_verdict "
                    "ON verdicts (started_at, site, commitment, verdict)")
@@ -263,7 +262,7 @@ async def run_sqlite(probes: int, sites: int, candidate: bool) -> None:
 async def run_postgres(probes: int, sites: int, candidate: bool) -> None:
     async with scratch_postgres() as url:
         if url is None:
-            print("  postgresql not reachable at 127.0.0.1:5432: skipped")
+            print("  postgresql: skipped")
             return
         await asyncio.to_thread(migrate.upgrade, url)
         started = time.perf_counter()

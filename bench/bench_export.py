@@ -254,7 +254,7 @@ async def main(args: argparse.Namespace) -> None:
     if not args.no_postgres:
         async with scratch_postgres() as url:
             if url is None:
-                print("  postgresql not reachable at 127.0.0.1:5432: skipped")
+                print("  postgresql: skipped")
             else:
                 await prepare_postgres(url, args.probes)
                 await asyncio.to_thread(measure, "postgres", url, args.variants)

@@ -118,7 +118,7 @@ async def main() -> None:
             for naive in (False, True):
                 async with scratch_postgres() as url:
                     if url is None:
-                        print("  postgresql not reachable: skipped")
+                        print("  postgresql: skipped")
                         break
                     elapsed, peak, growth, added = await one_run(url, args.sites, naive)
                 label = "naive baseline" if naive else "qualimon"

@@ -1,16 +1,23 @@
-"""What several benchmarks share: a throw-away PostgreSQL database and the machine line of RESULTS.md."""
+"""What several benchmarks share: scratch PostgreSQL and MariaDB databases, and the machine line of RESULTS.md.
+
+The databases live on the servers the test suite uses (tests/support/dbservers.py): the configured ones
+(127.0.0.1:5432 and :3306 unless QUALIMON_TEST_PG_PORT / QUALIMON_TEST_MARIADB_PORT or the admin URLs say
+otherwise) when they answer, else throw-away servers started for the run — which say so, since figures
+from a throw-away server (fsync off, small buffers) are not comparable with the recorded ones.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-import secrets
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.support import dbservers
 
 
 def machine() -> str:
@@ -19,23 +26,31 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-@asynccontextmanager
-async def scratch_postgres() -> AsyncIterator[str | None]:
-    """A new database on the local PostgreSQL (its asyncpg URL), dropped afterwards; None when unreachable."""
-    import asyncpg
+def scratch_postgres() -> contextlib.AbstractAsyncContextManager[str | None]:
+    """A new PostgreSQL database (its asyncpg URL), dropped afterwards; None, with the reason on stderr, when
+    no server answers and none can be started."""
+    return _scratch(dbservers.postgres_server)
 
-    name = f"qualimon_bench_{secrets.token_hex(4)}"
-    try:
-        admin = await asyncpg.connect(ADMIN_URL)
-    except OSError:
-        yield None
-        return
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+
+def scratch_mariadb() -> contextlib.AbstractAsyncContextManager[str | None]:
+    """A new MariaDB database (its aiomysql URL), dropped afterwards; None as above."""
+    return _scratch(dbservers.mariadb_server)
+
+
+@asynccontextmanager
+async def _scratch(find: Callable[[], contextlib.AbstractContextManager[dbservers.DatabaseServer]],
+                   ) -> AsyncIterator[str | None]:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(find())
+        except dbservers.ServerUnavailable as missing:
+            print(f"  skipped: needs {missing}", file=sys.stderr, flush=True)
+            yield None
+            return
+        if server.root is not None:
+            print(f"  note: on a {server.describe()}, not the configured server", file=sys.stderr, flush=True)
+        async with server.scratch("qualimon_bench") as url:
+            yield url
 
 
 @asynccontextmanager

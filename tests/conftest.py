@@ -1,8 +1,9 @@
-"""Fixtures shared by the whole suite: configs, clocks and the two store backends."""
+"""Fixtures shared by the whole suite: configs, clocks, the two store backends and the database servers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from monitor.clock import FakeClock
 from monitor.config import Config, load_config, parse_config
 from monitor.store.store import Store
-from tests.support import databases
+from tests.support import databases, dbservers
+from tests.support.dbservers import DatabaseServer
 from tests.support.integration import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,14 +36,33 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return databases.sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
 
 
+def _server(find: Callable[[], AbstractContextManager[DatabaseServer]]) -> Iterator[DatabaseServer]:
+    """The server `find` yields; a skip with the reason (a failure in CI) when there is none and none can start."""
+    try:
+        with find() as server:
+            yield server
+    except dbservers.ServerUnavailable as missing:
+        need(False, str(missing))
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str | None]:
-    if not databases.postgres_available():
-        yield None
-        return
-    name, url = databases.create_pg_database()
+def postgres_server() -> Iterator[DatabaseServer]:
+    """The configured PostgreSQL, or a throw-away one started on first use and stopped at session end."""
+    yield from _server(dbservers.postgres_server)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[DatabaseServer]:
+    """The configured MariaDB, or a throw-away one started on first use and stopped at session end."""
+    yield from _server(dbservers.mariadb_server)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: DatabaseServer) -> Iterator[str]:
+    """One migrated PostgreSQL database for the session (tests empty its tables), dropped at the end."""
+    name, url = databases.create_pg_database(postgres_server)
     yield url
-    databases.drop_pg_database(name)
+    databases.drop_pg_database(postgres_server, name)
 
 
 @pytest.fixture
@@ -53,15 +74,20 @@ async def sqlite_store(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[S
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
-                postgres_url: str | None) -> AsyncIterator[Store]:
-    """The same suite runs against SQLite and the local PostgreSQL."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh SQLite file, or the session's PostgreSQL database — asked for only here, so that SQLite runs
+    never start a server (and not from the async `store`: the server's set-up runs its own event loop)."""
     if request.param == "sqlite":
-        opened = Store.open(databases.fresh_sqlite(sqlite_template, tmp_path))
-    else:
-        need(postgres_url is not None, "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth)")
-        assert postgres_url is not None
-        opened = Store.open(postgres_url)
+        return databases.fresh_sqlite(sqlite_template, tmp_path)
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The same suite runs against SQLite and PostgreSQL; each test starts from empty tables."""
+    opened = Store.open(store_url)
+    if opened.postgres:
         await databases.empty_tables(opened)
     yield opened
     await opened.close()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from tests.conftest import ROOT, paris_in
 from tests.support.dashboards import Query, promql_queries, sql_queries
-from tests.support.integration import free_port, need
+from tests.support.integration import free_port
 from tests.support.prometheus import Prometheus, prometheus
 
 pytestmark = pytest.mark.integration
@@ -73,10 +73,9 @@ def test_a_broken_panel_query_is_caught(server: Prometheus) -> None:
     assert "bad_data" in problems[0] and "no series" in problems[1]
 
 
-async def test_every_dashboard_sql_runs_on_the_real_postgresql_schema(postgres_url: str | None) -> None:
+async def test_every_dashboard_sql_runs_on_the_real_postgresql_schema(postgres_url: str) -> None:
     import asyncpg
 
-    need(postgres_url is not None, "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth)")
     queries = sql_queries()
     assert queries
     failures = []

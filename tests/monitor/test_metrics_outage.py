@@ -30,9 +30,10 @@ from monitor.config import Config, parse_config
 from monitor.service import Service
 from monitor.store.schema import Probe, Verdict
 from probes.email import KIND as email_kind
-from tests.support.databases import PG_HOST, PG_PORT, create_pg_database, drop_pg_database, postgres_available
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.dbservers import DatabaseServer
 from tests.support.dovecot import DovecotServer, running_dovecot
-from tests.support.integration import free_port, need
+from tests.support.integration import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +68,11 @@ sites:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[tuple[str, str]]:
-    need(postgres_available(), f"PostgreSQL on {PG_HOST}:{PG_PORT} (user postgres, trust)")
-    name, url = create_pg_database()
+def pg_url(postgres_server: DatabaseServer) -> Iterator[tuple[str, str]]:
+    """A database of its own: the test drops it mid-way (`drop_pg_database` is idempotent)."""
+    name, url = create_pg_database(postgres_server)
     yield name, url
-    drop_pg_database(name)
+    drop_pg_database(postgres_server, name)
 
 
 @pytest.fixture
@@ -144,7 +145,8 @@ async def wait_for_lock_waiter(admin: asyncpg.Connection, database: str) -> None
     raise AssertionError("the refresh never reached the locked table")
 
 
-async def test_a_scrape_answers_from_memory_while_the_database_hangs_and_after_it_is_gone(config, pg_url):
+async def test_a_scrape_answers_from_memory_while_the_database_hangs_and_after_it_is_gone(
+        config, pg_url, postgres_server):
     name, _ = pg_url
     async with Service(config, kinds={}) as service, aiohttp.ClientSession() as session:
         base = f"http://127.0.0.1:{service.http_port}"
@@ -154,7 +156,7 @@ async def test_a_scrape_answers_from_memory_while_the_database_hangs_and_after_i
         assert status == 200 and met_samples(before) == 3
 
         # 1. The database hangs: an exclusive lock holds every query of the refresh.
-        admin = await asyncpg.connect(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}")
+        admin = await asyncpg.connect(postgres_server.dsn(name))
         locker = admin.transaction()
         await locker.start()
         await admin.execute("LOCK TABLE verdicts IN ACCESS EXCLUSIVE MODE")
@@ -171,7 +173,7 @@ async def test_a_scrape_answers_from_memory_while_the_database_hangs_and_after_i
             await stuck
 
         # 2. The database is gone: dropped, its connections terminated.
-        await asyncio.to_thread(drop_pg_database, name)
+        await asyncio.to_thread(drop_pg_database, postgres_server, name)
         await service.refresh()
         elapsed, status, after = await timed_get(session, f"{base}/metrics")
         assert status == 200 and elapsed < SCRAPE_BUDGET_SECONDS, elapsed
@@ -182,7 +184,7 @@ async def test_a_scrape_answers_from_memory_while_the_database_hangs_and_after_i
         assert health["checks"]["database"]["ok"] is False
 
 
-async def test_a_mailbox_outage_shows_in_mailbox_up_and_healthz_while_the_database_is_gone(pg_url):
+async def test_a_mailbox_outage_shows_in_mailbox_up_and_healthz_while_the_database_is_gone(pg_url, postgres_server):
     name, _ = pg_url
     with running_dovecot() as dovecot:
         config = imap_config(pg_url, dovecot)
@@ -196,7 +198,7 @@ async def test_a_mailbox_outage_shows_in_mailbox_up_and_healthz_while_the_databa
 
             await asyncio.to_thread(dovecot.stop)
             await until(lambda: service.health.is_ok("mailbox:mystery") is False, "the mailbox to be down")
-            await asyncio.to_thread(drop_pg_database, name)
+            await asyncio.to_thread(drop_pg_database, postgres_server, name)
             await service.refresh()
 
             elapsed, status, after = await timed_get(session, f"{base}/metrics")

@@ -1,16 +1,14 @@
-"""Throw-away databases for the store suite: a SQLite file and the local PostgreSQL.
+"""Throw-away databases for the store suite: a SQLite file and a PostgreSQL database.
 
-PostgreSQL (127.0.0.1:5432, user postgres, trust auth) gets one database per
-test session, created from the `test` database and dropped at the end; each
-test then starts from empty tables.  SQLite gets a fresh file per test,
-copied from a migrated template so Alembic runs once per session.
+PostgreSQL (the server tests/support/dbservers.py finds or starts) gets one
+migrated database per test session, dropped at the end; each test then
+starts from empty tables.  SQLite gets a fresh file per test, copied from a
+migrated template so Alembic runs once per session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -19,36 +17,19 @@ from sqlalchemy import text
 from monitor.store import migrate
 from monitor.store.schema import Base
 from monitor.store.store import Store
-from tests.support.integration import tcp_open
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN_URL = os.environ.get("QUALIMON_TEST_PG_ADMIN", f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test")
+from tests.support.dbservers import DatabaseServer
 
 
-def postgres_available() -> bool:
-    return tcp_open(PG_HOST, PG_PORT)
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def create_pg_database() -> tuple[str, str]:
-    name = f"qualimon_test_{secrets.token_hex(4)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+def create_pg_database(server: DatabaseServer) -> tuple[str, str]:
+    """A new database on `server`, migrated to the current schema: (its name, its SQLAlchemy URL)."""
+    name = asyncio.run(server.create_database())
+    url = server.url(name)
     migrate.upgrade(url)
     return name, url
 
 
-def drop_pg_database(name: str) -> None:
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def drop_pg_database(server: DatabaseServer, name: str) -> None:
+    asyncio.run(server.drop_database(name))
 
 
 def sqlite_template(directory: Path) -> Path:

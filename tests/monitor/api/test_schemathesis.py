@@ -33,7 +33,6 @@ from monitor.kinds import Response
 from monitor.store.store import Store
 from tests.monitor.api.conftest import TOKENS, build_app, build_service, plan, send_due
 from tests.support import databases
-from tests.support.integration import need
 
 MAX_EXAMPLES = 25
 
@@ -92,16 +91,14 @@ async def seed(service, clock: FakeClock) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live_api(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory,
-             postgres_url: str | None) -> Iterator[str]:
+def live_api(request: pytest.FixtureRequest, sqlite_template: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
         database = tmp_path_factory.mktemp("schemathesis") / "store.db"
         shutil.copy(sqlite_template, database)
         url = f"sqlite+aiosqlite:///{database}"
     else:
-        need(postgres_url is not None, "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth)")
-        assert postgres_url is not None
-        url = postgres_url
+        url = request.getfixturevalue("postgres_url")  # only here: the SQLite run never starts a server
     server = LiveApi(url)
     base_url = server.start()
     yield base_url

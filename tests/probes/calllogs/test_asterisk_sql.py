@@ -1,14 +1,12 @@
 """The SQL `cdr` reader against SQLite, and against real MariaDB and PostgreSQL servers.
 
-The MariaDB (127.0.0.1:3306, root, no password) and PostgreSQL
-(127.0.0.1:5432, postgres, trust) runs each create a throw-away database and
-drop it afterwards; they skip on a laptop without the server and fail under
-QUALIMON_REQUIRE_INTEGRATION=1.
+The MariaDB and PostgreSQL runs (the servers of the `mariadb_server` and
+`postgres_server` fixtures: the configured ones, or throw-away ones) each
+create a scratch database and drop it afterwards.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,47 +19,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from probes.calllogs.asterisk_csv import read_master_csv
 from probes.calllogs.asterisk_sql import AsteriskSqlOptions, CdrSchemaError, aiter_sql_cdr, asterisk_cdr_table, read_sql_cdr
 from probes.calllogs.records import CallOutcome, CallRecord, RejectReason, SqlCursor
-from tests.support.integration import need, tcp_open
+from tests.support.dbservers import DatabaseServer
 
 from .cdr_data import DATA, insertable_rows, table_rows
 
-SERVERS = {
-    "mariadb": ("127.0.0.1", 3306, "mysql+aiomysql://root@127.0.0.1:3306/{db}", "MariaDB on 127.0.0.1:3306 (root, no password)"),
-    "postgresql": ("127.0.0.1", 5432, "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}",
-                   "PostgreSQL on 127.0.0.1:5432 (postgres, trust)"),
-}
-
-
-async def throwaway_database(backend: str) -> AsyncIterator[AsyncEngine]:
-    host, port, url, what = SERVERS[backend]
-    need(tcp_open(host, port), what)
-    name = f"qualimon_cdr_{secrets.token_hex(4)}"
-    admin = create_async_engine(url.format(db="postgres" if backend == "postgresql" else ""),
-                                isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        engine = create_async_engine(url.format(db=name))
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-            async with admin.connect() as conn:
-                await conn.execute(sa.text(f"DROP DATABASE {name}"))
-    finally:
-        await admin.dispose()
+SERVER_FIXTURES = {"mariadb": "mariadb_server", "postgresql": "postgres_server"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.integration),
                         pytest.param("postgresql", marks=pytest.mark.integration)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+def server(request: pytest.FixtureRequest) -> DatabaseServer | None:
+    """None for SQLite, else the server — asked for only here, so the SQLite run never starts one."""
     if request.param == "sqlite":
+        return None
+    found: DatabaseServer = request.getfixturevalue(SERVER_FIXTURES[request.param])
+    return found
+
+
+@pytest.fixture
+async def engine(server: DatabaseServer | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if server is None:
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}")
         yield engine
         await engine.dispose()
         return
-    async for engine in throwaway_database(request.param):
+    async with server.scratch("qualimon_cdr") as url:
+        engine = create_async_engine(url)
         yield engine
+        await engine.dispose()
 
 
 async def cdr_table(engine: AsyncEngine, rows: list[dict[str, Any]] | None = None) -> sa.Table:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from monitor.store.store import Store
 from probes.calllogs.asterisk_sql import asterisk_cdr_table
 from probes.calllogs.ingest import CallLogIngester
 from tests.conftest import config_from
-from tests.support.integration import need, tcp_open
+from tests.support.dbservers import DatabaseServer
 
 from .cdr_data import DATA, table_rows
 
@@ -133,14 +132,9 @@ def test_import_calls_explains_an_unknown_source(tmp_path: Path, capsys) -> None
 
 
 @pytest.mark.integration
-async def test_the_same_records_in_mariadb_give_the_same_verdicts(tmp_path: Path) -> None:
-    need(tcp_open("127.0.0.1", 3306), "MariaDB on 127.0.0.1:3306 (root, no password)")
-    name = f"qualimon_cdr_{secrets.token_hex(4)}"
-    admin = create_async_engine("mysql+aiomysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        url = f"mysql+aiomysql://root@127.0.0.1:3306/{name}"
+async def test_the_same_records_in_mariadb_give_the_same_verdicts(tmp_path: Path,
+                                                                  mariadb_server: DatabaseServer) -> None:
+    async with mariadb_server.scratch("qualimon_cdr") as url:
         engine = create_async_engine(url)
         metadata = sa.MetaData()
         table = asterisk_cdr_table(metadata)
@@ -156,7 +150,3 @@ async def test_the_same_records_in_mariadb_give_the_same_verdicts(tmp_path: Path
         from_csv = [c[1:] + (c[0],) for c in await stored_calls(config, "pbx")]
         from_sql = [c[1:] + (c[0],) for c in await stored_calls(config, "pbx-sql")]
         assert from_csv and sorted(from_csv) == sorted(from_sql)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f"DROP DATABASE {name}"))
-        await admin.dispose()
