@@ -11,7 +11,9 @@ readable and the page stays small.
 Cost per request: one grouped count over the period's verdicts, a walk of
 the newest 50 `verdict` events, and (before the first background refresh
 only) the open/overdue counts; afterwards those come from the service's
-in-memory snapshot.  Reply subjects and sender names are hostile input and
+in-memory snapshot.  What was read is kept for 15 s of the service clock
+per period (`monitor.web.cache`), so a burst of requests, or a crawler walking
+every page, costs one computation.  Reply subjects and sender names are hostile input and
 are escaped like everything else; the response also forbids scripts outright
 (`Content-Security-Policy: default-src 'none'`).
 """
@@ -47,6 +49,7 @@ from monitor.web.html import (
     status_symbol,
     tag,
 )
+from monitor.web.cache import ShortCache
 from monitor.web.results import ResultLine, recent_results
 from monitor.web.style import CSS
 
@@ -56,6 +59,7 @@ DEFAULT_DAYS, MAX_DAYS = 30, 366
 SITES_PER_PAGE = 100
 RECENT_LIMIT = 50
 DB_TIMEOUT_SECONDS = 5.0
+CACHE_SECONDS = 15.0  # the background refresh interval: the open/overdue counts are that old anyway
 PERIOD_LINKS = (7, 30, 90)
 
 SECURITY_HEADERS = {
@@ -94,11 +98,12 @@ class StatusView:
 
 def add_status_page(app: web.Application, service: Any, *, show_replies: bool = True) -> None:
     """Serve the status page at `/` from `service` (its config, store, clock, health and snapshot)."""
+    cache: ShortCache[Figures] = ShortCache(service.clock, CACHE_SECONDS)
 
     async def handler(request: web.Request) -> web.Response:
         days = query_int(request, "days", DEFAULT_DAYS, 1, MAX_DAYS)
         page = query_int(request, "page", 1, 1, 1_000_000)
-        view = await load_view(service, days, page, show_replies)
+        view = await load_view(service, days, page, show_replies, cache)
         return web.Response(text=render_status_page(view), content_type="text/html", charset="utf-8",
                             status=503 if view.error else 200, headers=SECURITY_HEADERS)
 
@@ -118,7 +123,19 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 # ---------------------------------------------------------------- gathering
 
 
-async def load_view(service: Any, days: int, page: int, show_replies: bool = True) -> StatusView:
+@dataclass(frozen=True)
+class Figures:
+    """What the page reads from the database for one period: the same for every page of sites."""
+
+    read_at: datetime
+    rows: list[Compliance]
+    open: dict[str, int]
+    overdue: dict[str, int]
+    recent: list[ResultLine]
+
+
+async def load_view(service: Any, days: int, page: int, show_replies: bool = True,
+                    cache: ShortCache[Figures] | None = None) -> StatusView:
     config: Config = service.config
     now = service.clock.now()
     page = min(page, max(1, -(-len(config.sites) // SITES_PER_PAGE)))  # past the end: the last page
@@ -132,21 +149,25 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error="the database is not open yet")
     try:
-        rows, open_, overdue, recent = await asyncio.wait_for(
-            _read(service, now, days), timeout=DB_TIMEOUT_SECONDS)
+        figures = await (_read(service, days) if cache is None else cache.get(days, lambda: _read(service, days)))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the page must still say *why* it is empty
         log.warning("status page: database read failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error=f"the database could not be read ({type(exc).__name__})")
-    return StatusView(**base, cells={(c.site, c.commitment): c for c in rows},
-                      totals=Counter(c.status for c in rows), open=open_, overdue=overdue, recent=recent)
+    rows = figures.rows
+    return StatusView(**{**base, "generated_at": figures.read_at}, cells={(c.site, c.commitment): c for c in rows},
+                      totals=Counter(c.status for c in rows), open=figures.open, overdue=figures.overdue,
+                      recent=figures.recent)
 
 
-async def _read(service: Any, now: datetime, days: int) -> tuple[list[Compliance], dict[str, int], dict[str, int],
-                                                                    list[ResultLine]]:
+async def _read(service: Any, days: int) -> Figures:
+    return await asyncio.wait_for(_read_unbounded(service, service.clock.now(), days), timeout=DB_TIMEOUT_SECONDS)
+
+
+async def _read_unbounded(service: Any, now: datetime, days: int) -> Figures:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
-    return rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT)
+    return Figures(now, rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT))
 
 
 async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
