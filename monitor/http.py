@@ -3,13 +3,20 @@
 `/healthz` is open (no token) and reads only memory, so it answers even when
 the database hangs: 200 with `ok` or `degraded`, 503 with `down` (what a
 container orchestrator's health check wants).
+
+A request that is not HTTP (a header line past 8,190 bytes, a space in a
+header name, raw bytes in the path) gets aiohttp's 400 and one INFO line,
+not the ERROR with a traceback aiohttp logs for it: anyone can send one,
+and nothing failed on our side.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from monitor.api import add_api_routes
 from monitor.metrics import make_metrics_app_handler
@@ -23,7 +30,28 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=503 if body["status"] == "down" else 200)
 
 
+class ClientErrorsAsInfo(logging.Filter):
+    """Rewrites aiohttp's "Error handling request" record for a malformed request (a 4xx) into one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "refused a malformed request from %s (%s %s)", (peer, exc.code,
+                                                                                    type(exc).__name__)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_errors() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorsAsInfo) for f in server_log.filters):
+        server_log.addFilter(ClientErrorsAsInfo())
+
+
 def make_app(service: Any) -> web.Application:
+    quiet_client_errors()
     app = web.Application()
     app[SERVICE] = service
     app.router.add_get("/healthz", healthz)

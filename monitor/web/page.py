@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,10 +112,12 @@ def add_status_page(app: web.Application, service: Any, *, show_replies: bool = 
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """`name` as an int in [low, high]: ASCII digits only, and few enough for int() to take (not 5,000)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # Not str.isdigit(): it accepts '²' (int() then raises) and other scripts' digits.
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
         raise web.HTTPBadRequest(text=f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}\n",
                                  headers=SECURITY_HEADERS)
     return int(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.monitor.web.dataset import (
     sqlite_history,
 )
 from tests.support.chromium import Node, parse_dom, table_rows
+from tests.support.rawhttp import errors_logged, get, raw_request
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +261,22 @@ async def test_a_failed_read_is_not_kept(aiohttp_client, tmp_path, paris_config,
     finally:
         await broken.close()
     assert statuses == [503, 503] and len(reads.calls) == 2
+
+
+@pytest.mark.parametrize("query", [
+    "days=%C2%B2",           # '²': str.isdigit() says yes, int() says no
+    "days=%D9%A3",           # Arabic-Indic three: int() reads it, but it is no ASCII number
+    "page=%EF%BC%91",        # a fullwidth one
+    "page=" + "1" * 5000,    # past Python's int-from-string limit of 4300 digits
+    "days=" + "0" * 5000 + "7",
+    "days=%201", "days=1%00", "days=1_0", "days=+1",
+], ids=lambda query: query[:24])
+async def test_a_malformed_number_is_refused_without_an_error_in_the_log(aiohttp_client, paris_config, caplog,
+                                                                         query: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = web.Application()
+    add_status_page(app, service_for(paris_config, None, T0))
+    client = await aiohttp_client(app)
+    status, body = await raw_request(client.host, client.port, get(f"/?{query}"))
+    assert status == 400 and body.startswith(f"{query.split('=')[0]} must be a whole number from 1 to ".encode())
+    assert errors_logged(caplog) == []
