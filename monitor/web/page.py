@@ -30,12 +30,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
-
 from monitor.compliance import Compliance
 from monitor.config.models import Config, Site
 from monitor.derived import overdue as overdue_counts
 from monitor.status import compliance_rows
+from monitor.store.errors import is_outage
 from monitor.web.html import (
     compliance_data_attrs,
     compliance_summary,
@@ -153,7 +152,10 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
                           error="the database is not open yet")
     try:
         figures = await (_read(service, days) if cache is None else cache.get(days, lambda: _read(service, days)))
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the page must still say *why* it is empty
+    except Exception as exc:
+        if not is_outage(exc):
+            raise  # a statement of ours is wrong (a bug): a 500 and its traceback, not "the database is down"
+        # The page must still say *why* it is empty.
         log.warning("status page: database read failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error=f"the database could not be read ({type(exc).__name__})")

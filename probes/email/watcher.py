@@ -25,7 +25,9 @@ the database is down, not the message bad, so the watcher waits (capped
 backoff) and retries the same message without counting an attempt, for as
 long as it takes; so do database connection errors (SQLAlchemy
 `OperationalError`/`InterfaceError`, a dropped connection) and `OSError`s, as
-judged by `RetryPolicy.is_outage` (replaceable).
+judged by `RetryPolicy.is_outage` (replaceable; by default
+`monitor.store.errors.is_outage`, which leaves out statements the driver
+refuses, such as too many parameters: retrying those would wait forever).
 
 Status goes to `on_status(up, detail)`: `up=False` whenever the mailbox
 cannot be read (connection refused, login refused, connection lost ...),
@@ -45,11 +47,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import exc as sa_exc
-
 from monitor.clock import Clock, SystemClock
+from monitor.store.errors import is_outage
 from monitor.store.records import Cursor
-from monitor.store.store import Store, StoreUnavailable
+from monitor.store.store import Store
 
 if TYPE_CHECKING:
     from monitor.config.models import Mailbox
@@ -112,11 +113,7 @@ class WatcherStats:
 
 def is_store_outage(exc: BaseException) -> bool:
     """True when `handle` failed because the database (or the network) is down, not because of the message."""
-    if isinstance(exc, (StoreUnavailable, OSError, TimeoutError)):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-    return False
+    return is_outage(exc)
 
 
 @dataclass(frozen=True)
