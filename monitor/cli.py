@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor import __version__
+from monitor import __version__, logsecrets
 from monitor.config import Config, ConfigError, load_config
 
 log = logging.getLogger("qualimon")
@@ -34,7 +34,7 @@ class UsageError(Exception):
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = _config(args.file)
     print(f"{args.file}: ok ({len(config.sites)} sites, {len(config.commitments)} commitments, "
           f"{len(config.calendars)} calendars)")
     return 0
@@ -44,7 +44,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from monitor.store import migrate
     from monitor.store.engine import safe_url
 
-    config = load_config(args.config)
+    config = _config(args.config)
     migrate.upgrade(config.database)
     print(f"{safe_url(config.database)}: schema at revision {migrate.head_revision()}")
     return 0
@@ -54,7 +54,7 @@ def cmd_deadline(args: argparse.Namespace) -> int:
     from monitor.calendar import calendars_from, deadline
     from monitor.verdicts import calendar_id_for
 
-    config = load_config(args.config)
+    config = _config(args.config)
     site = _site(config, args.site)
     if args.commitment not in config.commitments:
         raise UsageError(f"no commitment {args.commitment!r}; known: {', '.join(config.commitments)}")
@@ -69,7 +69,7 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.service import serve
 
-    config = load_config(args.config)
+    config = _config(args.config)
     return _run_until_signal(lambda stop: serve(config, stop))
 
 
@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _config(args.config)
     return asyncio.run(_probe(config, args.site, args.channel))
 
 
@@ -112,7 +112,7 @@ async def _probe(config: Config, site_id: str, channel: str) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.status import render_table, status_rows
 
-    config = load_config(args.config)
+    config = _config(args.config)
     rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
@@ -122,7 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _config(args.config)
     tz = ZoneInfo(config.timezone)
     start = _day_start(args.from_, tz)
     end = _day_start(args.to, tz, next_day=True)
@@ -160,7 +160,7 @@ async def _export_csv(store: Any, start: datetime | None, end: datetime | None, 
 
 
 def cmd_import_calls(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _config(args.config)
     if args.source not in config.call_logs:
         known = ", ".join(config.call_logs) or "none configured (add a call_logs section)"
         raise UsageError(f"no call-log source {args.source!r}; known: {known}")
@@ -199,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitor.clock import SystemClock
     from monitor.report import PeriodError, ReportError, build_report
 
-    config = load_config(args.config)
+    config = _config(args.config)
     out = Path(args.output)
 
     async def build(store: Any) -> Path:
@@ -214,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _config(args.config)
     report = asyncio.run(_with_store(config, lambda store: store.verify_chain()))
     if report.ok:
         print(f"chain intact: {report.events} events, last {report.last_seq}, head {report.last_hash[:16]}…")
@@ -347,15 +347,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr (DEBUG with -v), quiet the chattiest libraries, and mask the config's secrets."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("apscheduler", "aiosqlite", "alembic", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # flufl.bounce logs every detector it tries, and a traceback when one trips on a hostile message
     # that we then classify anyway: neither helps an operator.
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+    # With -v, aioimaplib logs every IMAP command (LOGIN's quoted password included) and SQLAlchemy every
+    # statement: each record passes the redactor, which knows the secrets of every config loaded below.
+    logsecrets.install()
+
+
+def _config(path: str) -> Config:
+    """Load a config, and from then on mask its secrets in every log record."""
+    config = load_config(path)
+    logsecrets.remember(config)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     try:
         return args.handler(args)
     except ConfigError as exc:
