@@ -145,7 +145,9 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
     sites = config.sites[start:start + SITES_PER_PAGE]
     base: dict[str, Any] = {
         "config": config, "generated_at": now, "days": days, "page": page, "sites": sites,
-        "total_sites": len(config.sites), "health": service.health.snapshot(), "show_replies": show_replies,
+        # Health details name hosts and paths: shown to the same trusted audience as reply details.
+        "total_sites": len(config.sites), "health": service.health.snapshot(details=show_replies),
+        "show_replies": show_replies,
         "commitments": tuple(config.commitments)}
     if service.store is None:
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),

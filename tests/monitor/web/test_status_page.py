@@ -280,3 +280,14 @@ async def test_a_malformed_number_is_refused_without_an_error_in_the_log(aiohttp
     status, body = await raw_request(client.host, client.port, get(f"/?{query}"))
     assert status == 400 and body.startswith(f"{query.split('=')[0]} must be a whole number from 1 to ".encode())
     assert errors_logged(caplog) == []
+
+
+async def test_health_details_show_only_where_reply_details_do(aiohttp_client, paris_config) -> None:
+    service = service_for(paris_config, None, T0)
+    service.health.report("mailbox:mystery", False, "imap.example.net:993: ConnectionRefusedError", T0)
+    _, _, detailed = await get_page(aiohttp_client, service)
+    _, _, public = await get_page(aiohttp_client, service, show_replies=False)
+    assert "imap.example.net:993: ConnectionRefusedError" in detailed
+    assert "imap.example.net" not in public and "ConnectionRefusedError" not in public
+    assert [r["detail"] for r in table_rows(parse_dom(public).find("section", id="health").find("table"))] == [
+        "degraded"]
