@@ -12,10 +12,12 @@ Cost per request: one grouped count over the period's verdicts, a walk of
 the newest 50 `verdict` events, and (before the first background refresh
 only) the open/overdue counts; afterwards those come from the service's
 in-memory snapshot.  What was read is kept for 15 s of the service clock
-per period (`monitor.web.cache`), so a burst of requests, or a crawler walking
-every page, costs one computation.  Reply subjects and sender names are hostile input and
-are escaped like everything else; the response also forbids scripts outright
-(`Content-Security-Policy: default-src 'none'`).
+per period (`monitor.web.cache`), so a burst of requests, or a crawler
+walking every page, costs one computation.  Reply subjects and sender names
+are hostile input and are escaped like everything else; the response also
+forbids scripts outright (`Content-Security-Policy: default-src 'none'`).
+The health checks' details (host names, file paths) show only to the
+audience reply details show to (`http.status_page_details`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+
 from monitor.compliance import Compliance
 from monitor.config.models import Config, Site
 from monitor.derived import overdue as overdue_counts
 from monitor.status import compliance_rows
 from monitor.store.errors import is_outage
+from monitor.web.cache import ShortCache
 from monitor.web.html import (
     compliance_data_attrs,
     compliance_summary,
@@ -49,7 +53,6 @@ from monitor.web.html import (
     status_symbol,
     tag,
 )
-from monitor.web.cache import ShortCache
 from monitor.web.results import ResultLine, recent_results
 from monitor.web.style import CSS
 
