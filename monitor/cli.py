@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor import __version__
+from monitor import __version__, logsecrets
 from monitor.config import Config, ConfigError
 
 log = logging.getLogger("qualimon")
@@ -51,10 +51,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> Config:
-    """The config, validated with the channels of every kind this build runs (the composition root's)."""
+    """The config, validated with the channels of every kind this build runs (the composition root's);
+    from then on its secrets are masked in every log record."""
     from monitor.service import load_service_config
 
-    return load_service_config(path)
+    config = load_service_config(path)
+    logsecrets.remember(config)
+    return config
 
 
 def cmd_deadline(args: argparse.Namespace) -> int:
@@ -356,15 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr (DEBUG with -v), quiet the chattiest libraries, and mask the config's secrets."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("apscheduler", "aiosqlite", "alembic", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # flufl.bounce logs every detector it tries, and a traceback when one trips on a hostile message
     # that we then classify anyway: neither helps an operator.
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+    # With -v, aioimaplib logs every IMAP command (LOGIN's quoted password included) and SQLAlchemy every
+    # statement: each record passes the redactor, which knows the secrets of every config loaded below.
+    logsecrets.install()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     try:
         return args.handler(args)
     except ConfigError as exc:

@@ -5,6 +5,12 @@ watchers, call-log pollers, the scheduler); `/healthz` only reads it.  The
 overall status is `down` when a *critical* part fails (the database: nothing
 can be recorded), `degraded` when any other part fails (one mailbox
 unreachable), and `ok` otherwise.
+
+`snapshot()` is what a holder of a token sees: each check's detail says
+what failed and where (a host name, a file path, an error).  Anyone else
+gets `snapshot(details=False)`: the same checks and instants, each detail
+only `up`, `degraded` or `down` — enough for a load balancer or an
+orchestrator, nothing about our infrastructure.
 """
 
 from __future__ import annotations
@@ -23,8 +29,14 @@ class Check:
     detail: str
     since: datetime
 
-    def public(self) -> dict[str, Any]:
-        return {"ok": self.ok, "detail": self.detail, "since": iso_utc(self.since)}
+    @property
+    def state(self) -> str:
+        if self.ok:
+            return "up"
+        return "down" if self.critical else "degraded"
+
+    def public(self, details: bool = True) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail if details else self.state, "since": iso_utc(self.since)}
 
 
 class Health:
@@ -49,5 +61,6 @@ class Health:
         check = self._checks.get(name)
         return None if check is None else check.ok
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"status": self.status(), "checks": {k: v.public() for k, v in sorted(self._checks.items())}}
+    def snapshot(self, details: bool = True) -> dict[str, Any]:
+        return {"status": self.status(),
+                "checks": {k: v.public(details) for k, v in sorted(self._checks.items())}}

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from monitor.clock import iso_utc
+from monitor.store.inlists import rows_in
 from monitor.store.records import EventRecord, ProbeRecord, VerdictRecord
 from monitor.store.schema import Event, Probe, Verdict
 from monitor.store.store import Store, verdict_record
@@ -89,8 +90,9 @@ async def load_details(store: Store, ids: list[str]) -> tuple[dict[str, list[Eve
     events: dict[str, list[EventRecord]] = defaultdict(list)
     verdicts: dict[str, dict[str, VerdictRecord]] = defaultdict(dict)
     async with store.read() as conn:
-        for row in (await conn.execute(select(Event).where(Event.probe_id.in_(ids)).order_by(Event.seq))).all():
+        for row in await rows_in(conn, ids, lambda chunk: select(Event).where(Event.probe_id.in_(chunk))
+                                 .order_by(Event.seq)):
             events[row.probe_id].append(EventRecord(row.seq, row.probe_id, row.at, row.type, json.loads(row.data)))
-        for row in (await conn.execute(select(Verdict).where(Verdict.probe_id.in_(ids)))).all():
+        for row in await rows_in(conn, ids, lambda chunk: select(Verdict).where(Verdict.probe_id.in_(chunk))):
             verdicts[row.probe_id][row.commitment] = verdict_record(row)
     return events, verdicts

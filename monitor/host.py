@@ -17,7 +17,7 @@ from monitor.clock import Clock
 from monitor.config.models import Config
 from monitor.health import Health
 from monitor.kinds import ComponentStatus, Recorder, Response, Work
-from monitor.store.engine import is_outage
+from monitor.store.errors import is_outage
 from monitor.store.records import Cursor, EventRecord, EvidenceItem, ProbeRecord, StoreUnavailable
 from monitor.store.store import Store
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import logsecrets
 from monitor.clock import FakeClock
 from monitor.config import Config, load_config, parse_config
 from monitor.store.store import Store
@@ -18,6 +19,14 @@ from tests.support.integration import need
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ROOT / "config" / "paris-musees.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_remembered_from_other_tests() -> Iterator[None]:
+    """The CLI puts its log redactor on pytest's (session-wide) capture handlers: take it off after each
+    test, so a leak test never passes because an earlier test taught the redactor that secret."""
+    yield
+    logsecrets.reset()
 
 
 @pytest.fixture

@@ -49,7 +49,9 @@ class _Known:
 
 
 def digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates: hash them back to those bytes
+    # (such a token is simply unknown) instead of failing to encode them.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 class Authenticator:

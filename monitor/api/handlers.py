@@ -241,7 +241,8 @@ def attachment(name: str) -> str:
 async def read_json(request: web.Request) -> Any:
     try:
         return json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    # ValueError also covers an integer past Python's 4,300-digit limit; RecursionError, nesting too deep.
+    except (ValueError, RecursionError):
         raise bad_request("the body must be a JSON object") from None
 
 

@@ -82,7 +82,7 @@ def parse_limit(text: str) -> int:
 
 def parse_when(text: str) -> date | datetime:
     """A day or an aware instant; which one matters for `to` (see the module docstring)."""
-    if not re.fullmatch(WHEN, text):
+    if not re.fullmatch(WHEN, text, re.ASCII):  # as the schema's ECMA \d: no other script's digits
         raise ValueError("must be a date (2026-07-01) or an instant with an offset (2026-07-01T00:00:00Z)")
     try:
         if "T" in text:

@@ -31,6 +31,7 @@ from monitor.clock import iso_utc
 from monitor.config.models import Commitment, Config, Site
 from monitor.history import load_details, probe_document, public_value
 from monitor.status import site_commitments
+from monitor.store.inlists import rows_in
 from monitor.store.records import (
     CLOSED,
     SENT,
@@ -125,8 +126,8 @@ async def csv_page(store: Store, where: ProbeFilter, after: Position | None,
         rows = rows[:limit]
         verdicts: dict[str, dict[str, Any]] = {row[0]: {} for row in rows}
         if rows:
-            found = await conn.execute(select(*CSV_VERDICT_COLUMNS).where(Verdict.probe_id.in_(list(verdicts)))
-                                       .order_by(Verdict.probe_id, Verdict.commitment))
+            found = await rows_in(conn, verdicts, lambda chunk: select(*CSV_VERDICT_COLUMNS)
+                                  .where(Verdict.probe_id.in_(chunk)).order_by(Verdict.probe_id, Verdict.commitment))
             for probe_id, cid, verdict, deadline, delay, business, late, reason in found:
                 verdicts[probe_id][cid] = {"verdict": verdict, "deadline": iso_utc(deadline), "delay_seconds": delay,
                                            "business_delay_seconds": business, "late": late, "reason": reason}

@@ -517,8 +517,10 @@ class HttpConfig(Frozen):
     metrics_token: SecretStr | None = Field(default=None, description="Bearer token /metrics then requires.")
     status_page_details: bool | None = Field(
         default=None,
-        description="Show reply subjects and sender names on the open status page (`/`). Default: only "
-                    "when listening on loopback, since they are museum staff's personal data.")
+        description="Show reply subjects and sender names, and the details of the monitor's health checks "
+                    "(host names, file paths), on the open status page (`/`). Default: only when listening on "
+                    "loopback, since the former are museum staff's personal data and the latter describe our "
+                    "infrastructure.")
 
     @field_validator("listen")
     @classmethod

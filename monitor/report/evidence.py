@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.store.inlists import stream_in
 from monitor.store.schema import Evidence
 from monitor.store.store import Store
 
@@ -56,13 +57,14 @@ async def write_evidence(store: Store, probe_ids: Sequence[str], out_dir: Path) 
     written: dict[str, list[EvidenceFile]] = defaultdict(list)
     if not probe_ids:
         return written
-    query = (select(Evidence.id, Evidence.probe_id, Evidence.name, Evidence.content_type, Evidence.sha256,
-                    Evidence.size, Evidence.data)
-             .where(Evidence.probe_id.in_(list(probe_ids))).order_by(Evidence.id)
-             .execution_options(yield_per=STREAM_BATCH))
+    def query(chunk: list[str]) -> Any:
+        return (select(Evidence.id, Evidence.probe_id, Evidence.name, Evidence.content_type, Evidence.sha256,
+                       Evidence.size, Evidence.data)
+                .where(Evidence.probe_id.in_(chunk)).order_by(Evidence.id)
+                .execution_options(yield_per=STREAM_BATCH))
+
     async with store.read() as conn:
-        result = await conn.stream(query)
-        async for row in result:
+        async for row in stream_in(conn, probe_ids, query):
             written[row.probe_id].append(_write_one(out_dir, row))
     return written
 

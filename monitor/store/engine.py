@@ -5,16 +5,32 @@ concurrent writers: WAL (readers don't block the writer) with a busy timeout,
 and write transactions opened with `BEGIN IMMEDIATE`.  Without the latter,
 two transactions that both read the chain head and then write would deadlock
 on the lock upgrade and one would fail with "database is locked".
+
+SQLite's limit on bound parameters per statement depends on the build
+(32,766 by default, 250,000 on Debian): every connection is pinned to the
+default, so a statement refused on one platform is refused on all of them,
+tests included (`monitor.store.inlists` keeps statements far below it).
 """
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from sqlalchemy import event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 WRITE = "qualimon_write"
+SQLITE_MAX_PARAMETERS = 32_766
+
+
+class _DefaultLimitsConnection(sqlite3.Connection):
+    """A sqlite3 connection with the default build's parameter limit, whatever this build allows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, SQLITE_MAX_PARAMETERS)
 
 
 def safe_url(url: str) -> str:
@@ -25,20 +41,10 @@ def safe_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True when `exc` says the database (or the way to it) is down, rather than that a statement was wrong:
-    the former is our failure and is waited out; the latter must not be mistaken for it."""
-    if isinstance(exc, (OSError, TimeoutError)):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
-    return False
-
-
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30, "factory": _DefaultLimitsConnection})
         _tune_sqlite(engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import chain
 from monitor.store.engine import create_engine, is_postgres, safe_url, writing
+from monitor.store.inlists import execute_in, rows_in
 from monitor.store.records import (
     CANCELLED,
     CLAIMED,
@@ -102,14 +103,10 @@ class StoreTx:
 
     async def cancel_planned(self, probe_ids: Iterable[str], at: datetime, reason: str) -> list[str]:
         """Cancel probes that are still only planned; anything already claimed is left alone."""
-        ids = list(probe_ids)
-        if not ids:
-            return []
-        result = await self.conn.execute(
+        rows = await rows_in(self.conn, probe_ids, lambda ids: (
             update(Probe).where(Probe.id.in_(ids), Probe.status == PLANNED)
-            .values(status=CANCELLED, updated_at=at, closed_at=at).returning(Probe.id)
-        )
-        cancelled = [row.id for row in result]
+            .values(status=CANCELLED, updated_at=at, closed_at=at).returning(Probe.id)))
+        cancelled = [row.id for row in rows]
         for probe_id in cancelled:
             self.event(probe_id, "cancelled", at, reason=reason)
         return cancelled
@@ -145,15 +142,14 @@ class StoreTx:
             chosen.append(probe)
         if not chosen:
             return []
-        await self.conn.execute(
-            update(Probe).where(Probe.id.in_([p.id for p in chosen]), Probe.status == PLANNED)
+        ids = [p.id for p in chosen]
+        await execute_in(self.conn, ids, lambda chunk: (
+            update(Probe).where(Probe.id.in_(chunk), Probe.status == PLANNED)
             .values(status=CLAIMED, claimed_at=now, claim_expires_at=lease_until, claimed_by=owner,
-                    attempts=Probe.attempts + 1, updated_at=now)
-        )
+                    attempts=Probe.attempts + 1, updated_at=now)))
         for probe in chosen:
             self.event(probe.id, "claimed", now, by=owner)
-        ids = [p.id for p in chosen]
-        rows = (await self.conn.execute(select(Probe).where(Probe.id.in_(ids)))).all()
+        rows = await rows_in(self.conn, ids, lambda chunk: select(Probe).where(Probe.id.in_(chunk)))
         return sorted((ProbeRecord.from_row(r) for r in rows), key=lambda r: (r.planned_at, r.id))
 
     async def _sites_busy(self, channels: Collection[str]) -> set[tuple[str, str]]:
@@ -223,8 +219,8 @@ class StoreTx:
         if not plans:
             return
         keys = [(site, channel, purpose) for site, channel, purpose, _ in plans]
-        await self.conn.execute(delete(Plan).where(
-            Plan.month == month, tuple_(Plan.site, Plan.channel, Plan.purpose).in_(keys)))
+        await execute_in(self.conn, keys, lambda chunk: delete(Plan).where(
+            Plan.month == month, tuple_(Plan.site, Plan.channel, Plan.purpose).in_(chunk)))
         await self.conn.execute(Plan.__table__.insert(), [
             {"site": site, "channel": channel, "purpose": purpose, "month": month, "per_month": per_month,
              "updated_at": at} for site, channel, purpose, per_month in plans])

@@ -11,15 +11,20 @@ readable and the page stays small.
 Cost per request: one grouped count over the period's verdicts, a walk of
 the newest 50 `verdict` events, and (before the first background refresh
 only) the open/overdue counts; afterwards those come from the service's
-in-memory snapshot.  Reply subjects and sender names are hostile input and
-are escaped like everything else; the response also forbids scripts outright
-(`Content-Security-Policy: default-src 'none'`).
+in-memory snapshot.  What was read is kept for 15 s of the service clock
+per period (`monitor.web.cache`), so a burst of requests, or a crawler
+walking every page, costs one computation.  Reply subjects and sender names
+are hostile input and are escaped like everything else; the response also
+forbids scripts outright (`Content-Security-Policy: default-src 'none'`).
+The health checks' details (host names, file paths) show only to the
+audience reply details show to (`http.status_page_details`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +32,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.compliance import Compliance
 from monitor.config.models import Config, Site
 from monitor.derived import overdue as overdue_counts
 from monitor.status import compliance_rows
+from monitor.store.errors import is_outage
+from monitor.web.cache import ShortCache
 from monitor.web.html import (
     compliance_data_attrs,
     compliance_summary,
@@ -56,6 +62,7 @@ DEFAULT_DAYS, MAX_DAYS = 30, 366
 SITES_PER_PAGE = 100
 RECENT_LIMIT = 50
 DB_TIMEOUT_SECONDS = 5.0
+CACHE_SECONDS = 15.0  # the background refresh interval: the open/overdue counts are that old anyway
 PERIOD_LINKS = (7, 30, 90)
 
 SECURITY_HEADERS = {
@@ -94,11 +101,12 @@ class StatusView:
 
 def add_status_page(app: web.Application, service: Any, *, show_replies: bool = True) -> None:
     """Serve the status page at `/` from `service` (its config, store, clock, health and snapshot)."""
+    cache: ShortCache[Figures] = ShortCache(service.clock, CACHE_SECONDS)
 
     async def handler(request: web.Request) -> web.Response:
         days = query_int(request, "days", DEFAULT_DAYS, 1, MAX_DAYS)
         page = query_int(request, "page", 1, 1, 1_000_000)
-        view = await load_view(service, days, page, show_replies)
+        view = await load_view(service, days, page, show_replies, cache)
         return web.Response(text=render_status_page(view), content_type="text/html", charset="utf-8",
                             status=503 if view.error else 200, headers=SECURITY_HEADERS)
 
@@ -106,10 +114,12 @@ def add_status_page(app: web.Application, service: Any, *, show_replies: bool = 
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """`name` as an int in [low, high]: ASCII digits only, and few enough for int() to take (not 5,000)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # Not str.isdigit(): it accepts '²' (int() then raises) and other scripts' digits.
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
         raise web.HTTPBadRequest(text=f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}\n",
                                  headers=SECURITY_HEADERS)
     return int(raw)
@@ -118,7 +128,19 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 # ---------------------------------------------------------------- gathering
 
 
-async def load_view(service: Any, days: int, page: int, show_replies: bool = True) -> StatusView:
+@dataclass(frozen=True)
+class Figures:
+    """What the page reads from the database for one period: the same for every page of sites."""
+
+    read_at: datetime
+    rows: list[Compliance]
+    open: dict[str, int]
+    overdue: dict[str, int]
+    recent: list[ResultLine]
+
+
+async def load_view(service: Any, days: int, page: int, show_replies: bool = True,
+                    cache: ShortCache[Figures] | None = None) -> StatusView:
     config: Config = service.config
     now = service.clock.now()
     page = min(page, max(1, -(-len(config.sites) // SITES_PER_PAGE)))  # past the end: the last page
@@ -126,27 +148,36 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
     sites = config.sites[start:start + SITES_PER_PAGE]
     base: dict[str, Any] = {
         "config": config, "generated_at": now, "days": days, "page": page, "sites": sites,
-        "total_sites": len(config.sites), "health": service.health.snapshot(), "show_replies": show_replies,
+        # Health details name hosts and paths: shown to the same trusted audience as reply details.
+        "total_sites": len(config.sites), "health": service.health.snapshot(details=show_replies),
+        "show_replies": show_replies,
         "commitments": tuple(config.commitments)}
     if service.store is None:
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error="the database is not open yet")
     try:
-        rows, open_, overdue, recent = await asyncio.wait_for(
-            _read(service, now, days), timeout=DB_TIMEOUT_SECONDS)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the page must still say *why* it is empty
+        figures = await (_read(service, days) if cache is None else cache.get(days, lambda: _read(service, days)))
+    except Exception as exc:
+        if not is_outage(exc):
+            raise  # a statement of ours is wrong (a bug): a 500 and its traceback, not "the database is down"
+        # The page must still say *why* it is empty.
         log.warning("status page: database read failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error=f"the database could not be read ({type(exc).__name__})")
-    return StatusView(**base, cells={(c.site, c.commitment): c for c in rows},
-                      totals=Counter(c.status for c in rows), open=open_, overdue=overdue, recent=recent)
+    rows = figures.rows
+    return StatusView(**{**base, "generated_at": figures.read_at}, cells={(c.site, c.commitment): c for c in rows},
+                      totals=Counter(c.status for c in rows), open=figures.open, overdue=figures.overdue,
+                      recent=figures.recent)
 
 
-async def _read(service: Any, now: datetime, days: int) -> tuple[list[Compliance], dict[str, int], dict[str, int],
-                                                                    list[ResultLine]]:
+async def _read(service: Any, days: int) -> Figures:
+    return await asyncio.wait_for(_read_unbounded(service, service.clock.now(), days), timeout=DB_TIMEOUT_SECONDS)
+
+
+async def _read_unbounded(service: Any, now: datetime, days: int) -> Figures:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
-    return rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT)
+    return Figures(now, rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT))
 
 
 async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:

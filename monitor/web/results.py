@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from monitor.store.inlists import rows_in
 from monitor.store.schema import Event, Verdict
 from monitor.store.store import Store, aware_utc
 
@@ -58,8 +59,8 @@ async def recent_results(store: Store, limit: int = 50) -> list[ResultLine]:
             select(Event.probe_id, Event.at, Event.data).where(Event.type == "verdict")
             .order_by(Event.seq.desc()).limit(limit))).all()
         ids = sorted({e.probe_id for e in events if e.probe_id})
-        verdicts = {(r.probe_id, r.commitment): r for r in (await conn.execute(
-            select(Verdict).where(Verdict.probe_id.in_(ids)))).all()} if ids else {}
+        verdicts = {(r.probe_id, r.commitment): r for r in await rows_in(
+            conn, ids, lambda chunk: select(Verdict).where(Verdict.probe_id.in_(chunk)))}
     replies = await replies_for(store, ids)
     lines, seen = [], set()
     for event in events:
@@ -80,9 +81,9 @@ async def replies_for(store: Store, probe_ids: Sequence[str]) -> dict[str, list[
     if not probe_ids:
         return found
     async with store.read() as conn:
-        rows = (await conn.execute(
-            select(Event.probe_id, Event.data).where(Event.probe_id.in_(list(probe_ids)), Event.type == "response")
-            .order_by(Event.seq))).all()
+        rows = await rows_in(conn, probe_ids, lambda chunk: (
+            select(Event.probe_id, Event.data).where(Event.probe_id.in_(chunk), Event.type == "response")
+            .order_by(Event.seq)))
     for row in rows:
         reply = reply_from(json.loads(row.data))
         if reply is not None:

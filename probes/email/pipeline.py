@@ -91,7 +91,11 @@ class ReplyPipeline:
         return found.raw if found is not None else fetched.raw
 
     async def candidates(self, message: ParsedMessage, verdict: Classification) -> list[ProbeRef]:
-        """Probes this message could answer, found by index instead of scanning every open probe."""
+        """Probes this message could answer, found by index instead of scanning every open probe.
+
+        One statement, not `monitor.store.inlists` chunks: parsing bounds the keys (100 references, tokens
+        from 16,384 characters of subject and of body, and of the original's), some 10,000 parameters at
+        worst, a third of either driver's limit."""
         ids, tokens, sites = _keys(message, verdict, self.site_by_address)
         probes = await self.probes.open_probes(
             "email", message_ids=[f"<{i}>" for i in ids] + list(ids), tokens=tokens, sites=sites)

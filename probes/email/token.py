@@ -45,12 +45,10 @@ def canonical_token(token: str) -> str | None:
 
 def find_tokens(text: str) -> list[str]:
     """Every token in the text, canonical, without repeats, in order of appearance."""
-    found: list[str] = []
-    for match in _TOKEN.finditer(_prepare(text)):
-        token = f"{PREFIX}-{match.group(1).upper()}"
-        if token not in found:
-            found.append(token)
-    return found
+    # A dict keeps the order and makes each repeat check O(1): a list made a hostile reply full of
+    # tokens cost quadratic time on the event loop (30,000 tokens: 5 s).
+    found = dict.fromkeys(f"{PREFIX}-{match.group(1).upper()}" for match in _TOKEN.finditer(_prepare(text)))
+    return list(found)
 
 
 def strip_tokens(text: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.cli import main
-from monitor.config import ConfigError, load_config, parse_config
+from monitor.config import ConfigError, load_config, loader, parse_config
 from tests.conftest import PARIS
 
 INVALID = sorted((Path(__file__).parent.parent / "config" / "invalid").glob("*.yaml"))
@@ -134,3 +134,26 @@ def test_the_config_reference_is_generated_from_the_models() -> None:
     reference = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
     assert reference.read_text(encoding="utf-8") == render(), (
         "docs/config-reference.md is stale: python -m monitor.config.reference > docs/config-reference.md")
+
+
+def test_an_alias_bomb_is_refused_before_any_value_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    real = loader._Builder.build
+
+    def counting(self: loader._Builder, node: object, path: tuple[str | int, ...]) -> object:
+        built.append(path)
+        return real(self, node, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader._Builder, "build", counting)
+    bomb = Path(__file__).parent.parent / "config" / "invalid" / "alias-bomb.yaml"
+    with pytest.raises(ConfigError, match=r"alias \*lol4 makes the document larger than 1,000,000 values"):
+        load_config(bomb, environ={})
+    assert built == []  # expanded, it is 1.2 million values: the 9-level version would be a billion
+
+
+def test_aliases_repeat_a_value_as_yaml_says() -> None:
+    text = MINIMAL.replace("calendars:\n  offices: {}",
+                           'calendars:\n  offices: {opening_hours: &hours {mon-fri: ["09:00-17:00"]}}\n'
+                           "  museum: {opening_hours: *hours}")
+    config = parse_config(text.replace("password_file: imap-password", "password: x"), environ={"SMTP_PASSWORD": "x"})
+    assert config.calendars["museum"].opening_hours == config.calendars["offices"].opening_hours

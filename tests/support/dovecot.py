@@ -326,8 +326,11 @@ def _self_signed(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_dovecot(*, idle: bool = True, tls: bool = False, directory: Path | None = None) -> Iterator[DovecotServer]:
-    """A started Dovecot; killed and its files removed on exit.  Skips (fails in CI) without dovecot."""
+def running_dovecot(*, idle: bool = True, tls: bool = False, directory: Path | None = None,
+                    password: str = PASSWORD) -> Iterator[DovecotServer]:
+    """A started Dovecot; killed and its files removed on exit.  Skips (fails in CI) without dovecot.
+
+    `password` is jeanne's (any text without ':' or a line break, the passwd-file separators)."""
     need_binary("dovecot", "dovecot-imapd")
     if tls:
         need_binary("openssl", "openssl")
@@ -337,8 +340,8 @@ def running_dovecot(*, idle: bool = True, tls: bool = False, directory: Path | N
     (root / "mail").mkdir()
     os.chown(root / "mail", uid, gid)
     (root / "state").mkdir()
-    (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-    server = DovecotServer(root, free_port(), free_port() if tls else None)
+    (root / "passwd").write_text(f"{USER}:{{PLAIN}}{password}::::::\n", encoding="utf-8")
+    server = DovecotServer(root, free_port(), free_port() if tls else None, password=password)
     if tls:
         _self_signed(root)
     server.conf.write_text(_config(root, server.port, server.tls_port, idle))

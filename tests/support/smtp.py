@@ -67,12 +67,16 @@ def password_checker(username: str, password: str):  # type: ignore[no-untyped-d
 
 
 @asynccontextmanager
-async def smtp_server(handler: RecordingHandler, *, authenticator=None) -> AsyncIterator[int]:  # type: ignore[no-untyped-def]
-    """Serve on 127.0.0.1 (plain; AUTH allowed without TLS on loopback); yields the port."""
+async def smtp_server(handler: RecordingHandler, *, authenticator=None,  # type: ignore[no-untyped-def]
+                      auth_exclude: tuple[str, ...] = ()) -> AsyncIterator[int]:
+    """Serve on 127.0.0.1 (plain; AUTH allowed without TLS on loopback); yields the port.
+
+    `auth_exclude` leaves SASL mechanisms out of EHLO (("PLAIN",) makes clients use LOGIN)."""
     loop = asyncio.get_running_loop()
     options = {}
     if authenticator is not None:
-        options = {"authenticator": authenticator, "auth_require_tls": False, "auth_required": True}
+        options = {"authenticator": authenticator, "auth_require_tls": False, "auth_required": True,
+                   "auth_exclude_mechanism": list(auth_exclude)}
     server = await loop.create_server(lambda: SMTP(handler, hostname="smtp.example.net", **options), "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +33,7 @@ from tests.monitor.web.dataset import (
     sqlite_history,
 )
 from tests.support.chromium import Node, parse_dom, table_rows
+from tests.support.rawhttp import errors_logged, get, raw_request
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +205,89 @@ async def test_a_page_past_the_end_shows_the_last_page(aiohttp_client, history_s
                                                        paris_config) -> None:
     _, _, html = await get_page(aiohttp_client, service_for(paris_config, history_store, history.now), "/?page=9")
     assert len(cells(parse_dom(html))) == 14 * 4
+
+
+class CountingReads:
+    """Counts the compliance computations the page asks the store for (one `verdict_counts` each)."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch):
+        self.calls: list[object] = []
+        real = store.verdict_counts
+
+        async def counting(since=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.calls.append(since)
+            return await real(since, *args, **kwargs)
+
+        monkeypatch.setattr(store, "verdict_counts", counting)
+
+
+async def test_requests_within_fifteen_seconds_share_one_computation(aiohttp_client, history_store, history,
+                                                                     paris_config, monkeypatch) -> None:
+    service = service_for(paris_config, history_store, history.now)
+    reads = CountingReads(history_store, monkeypatch)
+    app = web.Application()
+    add_status_page(app, service)
+    client = await aiohttp_client(app)
+    first = await client.get("/")
+    service.clock.advance(14)
+    second, third = await asyncio.gather(client.get("/"), client.get("/?page=1"))
+    assert (first.status, second.status, third.status) == (200, 200, 200)
+    assert len(reads.calls) == 1
+    assert cells(parse_dom(await first.text())).keys() == cells(parse_dom(await third.text())).keys()
+
+
+async def test_the_figures_are_computed_again_once_fifteen_seconds_passed(aiohttp_client, history_store, history,
+                                                                          paris_config, monkeypatch) -> None:
+    service = service_for(paris_config, history_store, history.now)
+    reads = CountingReads(history_store, monkeypatch)
+    app = web.Application()
+    add_status_page(app, service)
+    client = await aiohttp_client(app)
+    await client.get("/")
+    service.clock.advance(15)
+    await client.get("/")
+    await client.get("/?days=7")
+    assert len(reads.calls) == 3  # expired, then another period: each its own computation
+
+
+async def test_a_failed_read_is_not_kept(aiohttp_client, tmp_path, paris_config, monkeypatch) -> None:
+    broken = Store.open(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/store.db")
+    reads = CountingReads(broken, monkeypatch)
+    app = web.Application()
+    add_status_page(app, service_for(paris_config, broken, T0))
+    client = await aiohttp_client(app)
+    try:
+        statuses = [(await client.get("/")).status for _ in range(2)]
+    finally:
+        await broken.close()
+    assert statuses == [503, 503] and len(reads.calls) == 2
+
+
+@pytest.mark.parametrize("query", [
+    "days=%C2%B2",           # '²': str.isdigit() says yes, int() says no
+    "days=%D9%A3",           # Arabic-Indic three: int() reads it, but it is no ASCII number
+    "page=%EF%BC%91",        # a fullwidth one
+    "page=" + "1" * 5000,    # past Python's int-from-string limit of 4300 digits
+    "days=" + "0" * 5000 + "7",
+    "days=%201", "days=1%00", "days=1_0", "days=+1",
+], ids=lambda query: query[:24])
+async def test_a_malformed_number_is_refused_without_an_error_in_the_log(aiohttp_client, paris_config, caplog,
+                                                                         query: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = web.Application()
+    add_status_page(app, service_for(paris_config, None, T0))
+    client = await aiohttp_client(app)
+    status, body = await raw_request(client.host, client.port, get(f"/?{query}"))
+    assert status == 400 and body.startswith(f"{query.split('=')[0]} must be a whole number from 1 to ".encode())
+    assert errors_logged(caplog) == []
+
+
+async def test_health_details_show_only_where_reply_details_do(aiohttp_client, paris_config) -> None:
+    service = service_for(paris_config, None, T0)
+    service.health.report("mailbox:mystery", False, "imap.example.net:993: ConnectionRefusedError", T0)
+    _, _, detailed = await get_page(aiohttp_client, service)
+    _, _, public = await get_page(aiohttp_client, service, show_replies=False)
+    assert "imap.example.net:993: ConnectionRefusedError" in detailed
+    assert "imap.example.net" not in public and "ConnectionRefusedError" not in public
+    assert [r["detail"] for r in table_rows(parse_dom(public).find("section", id="health").find("table"))] == [
+        "degraded"]
