@@ -65,6 +65,8 @@ def cmd_deadline(args: argparse.Namespace) -> int:
     if args.commitment not in config.commitments:
         raise UsageError(f"no commitment {args.commitment!r}; known: {', '.join(config.commitments)}")
     commitment = config.commitments[args.commitment]
+    if commitment.within is None:
+        raise UsageError(f"{args.commitment} is a quality commitment: it grades the answer and has no deadline")
     calendar_id = config.calendar_id_for(site, commitment.channel)
     calendar = calendars_from(config)[calendar_id]
     start = parse_instant(args.start, ZoneInfo(config.calendar_tz(calendar_id)))

@@ -58,9 +58,12 @@ SITE = closed({
     "commitments": {"type": "array", "items": {"type": "string"}},
 })
 COMMITMENT = closed({
-    "id": {"type": "string"}, "channel": {"type": "string"},
-    "within": closed({"unit": {"type": "string", "enum": ["working_days", "business_hours", "seconds", "rings"]},
-                      "amount": {"type": "number"}}),
+    "id": {"type": "string"}, "channel": {"type": "string"}, "kind": {"type": "string", "enum": ["delay", "quality"]},
+    "within": {"oneOf": [{"type": "null"}, closed({
+        "unit": {"type": "string", "enum": ["working_days", "business_hours", "seconds", "rings"]},
+        "amount": {"type": "number"}})]},
+    "criteria": {"oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": {
+        "type": "string", "enum": ["required", "optional", "off"]}}]},
     "threshold_seconds": NUMBER_OR_NULL, "counts": {"type": "array", "items": {"type": "string"}},
     "during": {"type": "string", "enum": ["open", "closed", "any"]}, "ring_cadence_seconds": {"type": "number"},
     "target": {"type": "number"},

@@ -261,8 +261,10 @@ def site_documents(config: Config, *, contacts: bool) -> list[dict[str, Any]]:
 
 
 def commitment_document(cid: str, commitment: Commitment) -> dict[str, Any]:
-    return {"id": cid, "channel": commitment.channel,
-            "within": {"unit": commitment.within.unit, "amount": commitment.within.amount},
+    within = commitment.within
+    return {"id": cid, "channel": commitment.channel, "kind": commitment.kind,
+            "within": {"unit": within.unit, "amount": within.amount} if within is not None else None,
+            "criteria": dict(commitment.criteria) if commitment.criteria is not None else None,
             "threshold_seconds": commitment.threshold_seconds, "counts": list(commitment.answer_kinds),
             "during": commitment.during, "ring_cadence_seconds": commitment.ring_cadence_seconds,
             "target": commitment.target_ratio}

@@ -76,9 +76,9 @@ async def test_viewers_see_sites_without_their_contacts_and_auditors_with_them(a
 async def test_commitments_show_thresholds_and_targets(api):
     commitments = {c["id"]: c for c in await api.json("/api/v1/commitments", "viewer")}
     assert commitments["phone.answer"] == {
-        "id": "phone.answer", "channel": "phone", "within": {"unit": "rings", "amount": 5.0},
-        "threshold_seconds": 25.0, "counts": ["answered"], "during": "open", "ring_cadence_seconds": 5.0,
-        "target": 0.85}
+        "id": "phone.answer", "channel": "phone", "kind": "delay", "within": {"unit": "rings", "amount": 5.0},
+        "criteria": None, "threshold_seconds": 25.0, "counts": ["answered"], "during": "open",
+        "ring_cadence_seconds": 5.0, "target": 0.85}
     assert commitments["email.ack"]["target"] == 0.9
 
 
