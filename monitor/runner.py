@@ -28,12 +28,12 @@ from monitor.config.models import Config, Site
 from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeRetry, ProbeVoid, Response
 from monitor.store.records import (
     CLAIMED,
-    EventRecord,
     CLOSED,
     PLANNED,
     SENDING,
     SENT,
     VOID,
+    EventRecord,
     EvidenceItem,
     NewProbe,
     ProbeRecord,
@@ -191,7 +191,7 @@ class Runner:
         except ProbeRetry as exc:
             await self.retry_later(probe, exc.reason)
             return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.record_void(probe, f"timeout: the probe took more than {self.settings.timeout_seconds:g} s")
             return None
         except asyncio.CancelledError:

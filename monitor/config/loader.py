@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from monitor.config.crossrefs import check_references
 from monitor.config.channels import BUILT_IN, CONTEXT_KEY, ChannelSpec
+from monitor.config.crossrefs import check_references
 from monitor.config.models import Config, config_model
 
 Path_ = tuple[str | int, ...]

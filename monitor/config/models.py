@@ -13,23 +13,20 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
-from datetime import date, time
 from collections.abc import Mapping
+from datetime import date, time
 from email.utils import parseaddr
-from functools import cache
 from enum import Enum
+from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from probes.calllogs.asterisk_csv import MasterCsvOptions
-from probes.calllogs.asterisk_sql import AsteriskSqlOptions
-from probes.calllogs.generic_csv import GenericCsvMapping
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     create_model,
     field_validator,
@@ -37,6 +34,9 @@ from pydantic import (
 )
 
 from monitor.config.channels import BUILT_IN, OFF, ChannelSpec, channels_in
+from probes.calllogs.asterisk_csv import MasterCsvOptions
+from probes.calllogs.asterisk_sql import AsteriskSqlOptions
+from probes.calllogs.generic_csv import GenericCsvMapping
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"

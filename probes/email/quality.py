@@ -214,7 +214,8 @@ GENERIC_NAME_WORDS = frozenset(fold(w) for w in (
     "expositions", "boutique", "librairie", "galerie", "centre", "fondation", "ville", "hôtel", "collections",
     "objets", "trouvés", "standard", "mairie", "conservation", "communication", "bonjour", "kind", "best",
     "regards", "dear", "hello", "votre", "vous", "nous", "notre", "cet", "cette", "tél", "tel", "mail",
-    "email", "courriel", "avenue", "rue", "place", "boulevard", "quai", "france", "carnavalet", "zadkine", "balzac", "cernuschi", "bourdelle", "cognacq", "jay", "galliera", "romantique",
+    "email", "courriel", "avenue", "rue", "place", "boulevard", "quai", "france", "carnavalet", "zadkine",
+    "balzac", "cernuschi", "bourdelle", "cognacq", "jay", "galliera", "romantique",
     "vie", "moulin", "libération", "catacombes", "crypte", "archéologique",
 ))
 FIRST_NAMES = frozenset(fold(n) for n in """

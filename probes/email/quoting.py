@@ -32,7 +32,8 @@ _ATTRIBUTION = re.compile(
     re.IGNORECASE)
 _SEPARATOR = re.compile(
     r"^\s*(?:-{2,}\s*(?:message d.origine|original message|mail original|message original|message transf[ée]r[ée]|"
-    r"forwarded message|message d.origine)\s*-{2,}|begin forwarded message:?|d[ée]but du message r[ée]exp[ée]di[ée]\s*:?|"
+    r"forwarded message|message d.origine)\s*-{2,}|begin forwarded message:?"
+    r"|d[ée]but du message r[ée]exp[ée]di[ée]\s*:?|"
     r"_{20,})\s*$",
     re.IGNORECASE)
 _HEADER_FROM = re.compile(r"^\s*\*?(?:de|from|exp[ée]diteur)\s*\*?\s*:", re.IGNORECASE)

@@ -314,10 +314,10 @@ def _html_only(case: Case, request: EmailMessage) -> bytes:
 
 
 def _latin1(case: Case, request: EmailMessage) -> bytes:
-    """A legacy client: ISO-8859-1, a new subject, no threading headers, our request pasted below."""
+    """A legacy client: ISO-8859-1, no threading headers, our request pasted below."""
     text = f"{case.answer}\n\n{_outlook_block(request)}\n"
     message = MIMEText(text, "plain", "iso-8859-1")
-    for name, value in _headers(case, request, "Votre demande de visite", threaded=False).items():
+    for name, value in _headers(case, request, None, threaded=False).items():
         message[name] = value
     return message.as_bytes()
 
