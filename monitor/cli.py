@@ -127,8 +127,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
+    elif args.format == "csv":
+        from monitor.api.csvout import compliance_csv
+
+        sys.stdout.buffer.write(compliance_csv(r.compliance.public() for r in rows))
+        sys.stdout.flush()
     else:
         print(render_table(rows, days=args.days))
+    return 0
+
+
+def cmd_plan_size(args: argparse.Namespace) -> int:
+    from monitor.clock import SystemClock
+    from monitor.plansize import current_quarter, plan_size, render
+    from monitor.report import PeriodError, parse_period
+
+    config = _load(args.config)
+    try:
+        period = parse_period(args.period) if args.period else current_quarter(SystemClock().now(), config.timezone)
+    except PeriodError as exc:
+        raise UsageError(str(exc)) from None
+    rows = asyncio.run(_with_store(config, lambda store: plan_size(store, config, period)))
+    if args.format == "json":
+        print(json.dumps([r.public() for r in rows], indent=2))
+    else:
+        print(render(rows, period, config.compliance.confidence))
     return 0
 
 
@@ -340,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--channel", required=True, help="email, phone, or another registered kind's channel")
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
-    status.add_argument("--format", choices=["table", "json"], default="table")
+    status.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    size = command("plan-size", cmd_plan_size, "probes still needed per site × commitment to conclude compliant "
+                                               "or non-compliant")
+    size.add_argument("--period", help="2026-Q1, 2026-07, 2026 or 2026-07-01..2026-09-30 (default: this quarter)")
+    size.add_argument("--format", choices=["table", "json"], default="table")
     export = command("export", cmd_export, "probe history for auditors (JSON Lines or CSV)")
     export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -106,6 +106,21 @@ async def csv_chunks(documents: AsyncIterable[dict[str, Any]], *,
     yield _drain(buffer)
     if progress is not None:
         progress(count)
+
+
+COMPLIANCE_COLUMNS = ("site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "ci_low", "ci_high",
+                      "target", "status", "needed")
+
+
+def compliance_csv(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Compliance rows (`Compliance.public()`) as one CSV file, same encoding as the probe history."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    buffer.write(BOM)
+    writer.writerow(COMPLIANCE_COLUMNS)
+    writer.writerows([text_cell(row[c]) if c in ("site", "commitment") else cell(row[c]) for c in COMPLIANCE_COLUMNS]
+                     for row in rows)
+    return buffer.getvalue().encode("utf-8")
 
 
 def _drain(buffer: io.StringIO) -> bytes:

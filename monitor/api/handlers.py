@@ -19,7 +19,7 @@ from aiohttp import web
 
 from monitor.api import queries
 from monitor.api.auth import Authenticator
-from monitor.api.csvout import csv_chunks
+from monitor.api.csvout import compliance_csv, csv_chunks
 from monitor.api.errors import SAFE_HEADERS, STREAMING, bad_request, not_found
 from monitor.api.params import PROBE_ID, Args, encode_cursor, period
 from monitor.api.regrade import RegradeRequest, parse_regrade
@@ -76,6 +76,10 @@ async def compliance(request: web.Request, args: Args) -> web.Response:
     start, end = period(args, service.config.timezone)
     rows = await compliance_rows(service.store, service.config, start, end, site=args.get("site"),
                                  commitment=args.get("commitment"))
+    if wants_csv(args.get("format"), request.headers.get("Accept", "")):
+        return web.Response(body=compliance_csv(row.public() for row in rows), headers={
+            **SAFE_HEADERS, "Content-Type": "text/csv; charset=utf-8; header=present",
+            "Content-Disposition": 'attachment; filename="qualimon-compliance.csv"'})
     return json_ok([row.public() for row in rows])
 
 

@@ -74,6 +74,7 @@ COMPLIANCE = closed({
     "pending": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL, "ci_high": NUMBER_OR_NULL,
     "target": {"type": "number"},
     "status": {"type": "string", "enum": ["compliant", "non_compliant", "insufficient_data"]},
+    "needed": {"type": ["integer", "null"], "minimum": 0},
 })
 CALL = closed({
     "id": {"type": "string"}, "source": {"type": "string"}, "site": {"type": "string"},

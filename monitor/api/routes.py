@@ -72,6 +72,9 @@ PROBE_FILTERS = (site_param(), CHANNEL_FILTER, COMMITMENT_FILTER, VERDICT_FILTER
 FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
                "csv streams every matching probe from `cursor` on as CSV (limit does not apply); "
                "without it, `Accept: text/csv` does the same.", one_of(("json", "csv")))
+COMPLIANCE_FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
+                          "csv: the same rows as CSV (UTF-8 with BOM); without it, `Accept: text/csv` does the same.",
+                          one_of(("json", "csv")))
 EVIDENCE_ID = Param("evidence_id", {"type": "integer", "minimum": 1}, "An evidence id from the evidence list.",
                     parse_positive_int, location="path")
 PERIOD_NOTE = ("`from`/`to` select probes by planned instant (the order of the list); a date is a day in the "
@@ -86,10 +89,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/commitments", handlers.list_commitments, Role.viewer, "Commitments as configured",
           "CommitmentList"),
     Route("GET", "/compliance", handlers.compliance, Role.viewer, "Compliance per site × commitment",
-          "ComplianceList", (FROM, TO, site_param(), commitment_param()),
+          "ComplianceList", (FROM, TO, site_param(), commitment_param(), COMPLIANCE_FORMAT), csv=True,
           description="Every configured (site, commitment) pair over probes whose commitment clock started in "
-                      "[from, to); void probes are left out of the ratio; Wilson 95 % bounds. Without from/to: "
-                      "all history. Sites or commitments not in the config give an empty list."),
+                      "[from, to); void probes are left out of the ratio; Wilson bounds at `compliance.confidence` "
+                      "(95 % by default); `needed`: decided probes still needed to conclude (null: no number can). "
+                      "Without from/to: all history. Sites or commitments not in the config give an empty list."),
     Route("GET", "/calls", handlers.list_calls, Role.viewer, "Call records with their verdicts", "CallPage",
           (CALL_SOURCE, site_param(), COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM),
           description="`source=mystery` (default): the mystery calls placed (or that we failed to place: void), "

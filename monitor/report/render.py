@@ -140,7 +140,8 @@ def _pooled(ctx: ReportContext, cid: str, commitment: Commitment) -> Compliance:
             if c.commitment == cid:
                 for verdict in counts:
                     counts[verdict] += getattr(c, verdict)
-    return compliance("(all sites)", cid, counts, commitment.target_ratio, ctx.config.compliance.min_samples)
+    return compliance("(all sites)", cid, counts, commitment.target_ratio, ctx.config.compliance.min_samples,
+                      ctx.config.compliance.confidence)
 
 
 def _status_counts(ctx: ReportContext) -> str:
@@ -164,8 +165,10 @@ def _sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> s
     caption = f"Compliance per site and commitment — sites {first}–{first + len(sites) - 1} of {len(ctx.sites)}"
     return ('<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">n = met + missed; ratio = met ÷ n (void probes, the monitor\'s own failures, and pending '
-            "ones are left out); 95% Wilson score interval; <em>insufficient data</em> when fewer than "
-            f"{ctx.config.compliance.min_samples} decided probes leave the interval across the target.</p>"
+            f"ones are left out); {ctx.config.compliance.confidence:.0%} Wilson score interval; <em>insufficient "
+            f"data</em> when fewer than {ctx.config.compliance.min_samples} decided probes leave the interval across "
+            "the target; <em>needed</em>: further decided probes that would conclude if they went the way the "
+            "results point (0: concluded, – : no number can).</p>"
             f'<div class="wide">{compliance_table(rows, links, caption)}</div></section>')
 
 

@@ -214,7 +214,8 @@ def _matrix_section(view: StatusView) -> str:
                f"{first + len(view.sites)} of {view.total_sites}")
     return (f'<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures) and pending '
-            "ones are left out. Hover a cell for the 95% Wilson interval.</p>"
+            f"ones are left out. Hover a cell for the {view.config.compliance.confidence:.0%} Wilson interval and the "
+            "decided probes still needed to conclude.</p>"
             f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
             f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
             f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")

@@ -130,3 +130,16 @@ async def test_call_log_pages_neither_skip_nor_repeat(api, service, clock):
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 7
+
+
+async def test_compliance_as_csv_carries_the_same_rows_with_needed(api):
+    rows = await api.json("/api/v1/compliance", "viewer")
+    for query, headers in (({"format": "csv"}, None), (None, {"Accept": "text/csv"})):
+        response = await api.get("/api/v1/compliance", "viewer", params=query, headers=headers)
+        text = (await response.read()).decode("utf-8")
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+        lines = text.lstrip("\ufeff").splitlines()
+        assert lines[0].split(",") == ["site", "commitment", "n", "met", "missed", "pending", "void", "ratio",
+                                       "ci_low", "ci_high", "target", "status", "needed"]
+        assert [line.split(",")[-1] for line in lines[1:]] == [str(r["needed"]) for r in rows]
+        assert all(r["needed"] == 35 for r in rows if r["n"] == 0 and r["target"] == 0.9)
