@@ -16,6 +16,8 @@ from monitor.api.routes import Route
 INSTANT = {"type": ["string", "null"], "format": "date-time"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 TEXT_OR_NULL = {"type": ["string", "null"]}
+INTEGER_OR_NULL = {"type": ["integer", "null"]}
+PER_MONTH = {"oneOf": [{"type": "integer", "minimum": 0}, {"const": "auto"}]}
 
 
 def closed(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -50,9 +52,9 @@ EVIDENCE = closed({"id": {"type": "integer"}, "name": {"type": "string"}, "conte
 SITE = closed({
     "id": {"type": "string"}, "name": {"type": "string"}, "calendar": {"type": "string"},
     "office_calendar": TEXT_OR_NULL,
-    "email": {"oneOf": [{"type": "null"}, closed({"per_month": {"type": "integer"}, "address": {"type": "string"}},
-                                                 optional=("address",))]},
-    "phone": {"oneOf": [{"type": "null"}, closed({"per_month": {"type": "integer"},
+    "email": {"oneOf": [{"type": "null"}, closed({"per_month": PER_MONTH, "max_per_month": INTEGER_OR_NULL,
+                                                  "address": {"type": "string"}}, optional=("address",))]},
+    "phone": {"oneOf": [{"type": "null"}, closed({"per_month": PER_MONTH, "max_per_month": INTEGER_OR_NULL,
                                                   "out_of_hours_per_month": {"type": "integer"},
                                                   "number": {"type": "string"}}, optional=("number",))]},
     "commitments": {"type": "array", "items": {"type": "string"}},

@@ -245,9 +245,11 @@ def site_document(site: Site, commitments: list[str], *, contacts: bool) -> dict
     email: dict[str, Any] | None = None
     phone: dict[str, Any] | None = None
     if site.email is not None:
-        email = {"per_month": site.email.per_month} | ({"address": site.email.address} if contacts else {})
+        email = {"per_month": site.email.per_month, "max_per_month": site.email.max_per_month}
+        email |= {"address": site.email.address} if contacts else {}
     if site.phone is not None:
-        phone = {"per_month": site.phone.per_month, "out_of_hours_per_month": site.phone.out_of_hours_per_month}
+        phone = {"per_month": site.phone.per_month, "max_per_month": site.phone.max_per_month,
+                 "out_of_hours_per_month": site.phone.out_of_hours_per_month}
         phone |= {"number": site.phone.number} if contacts else {}
     return {"id": site.id, "name": site.name, "calendar": site.calendar, "office_calendar": site.office_calendar,
             "email": email, "phone": phone, "commitments": commitments}

@@ -216,7 +216,7 @@ class Layout:
 def _planned(config: Config, site: Site, channel: str) -> bool:
     # The "no probe sent in 7 days" alert watches the planner; a channel with
     # every quota at 0 is deliberately paused and must not trip it.
-    return sum(slot.per_month for slot in config.channels[channel].plan(site.section(channel))) > 0
+    return any(slot.per_month > 0 or slot.auto for slot in config.channels[channel].plan(site.section(channel)))
 
 
 def _product(pairs: Iterable[tuple[str, ...]], values: Iterable[str]) -> tuple[tuple[str, ...], ...]:

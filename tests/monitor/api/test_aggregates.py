@@ -66,7 +66,8 @@ async def test_viewers_see_sites_without_their_contacts_and_auditors_with_them(a
     viewer = await api.json("/api/v1/sites", "viewer")
     auditor = await api.json("/api/v1/sites", "auditor")
     assert viewer[0] == {"id": "petit-palais", "name": "Petit Palais", "calendar": "always", "office_calendar": None,
-                         "email": {"per_month": 0}, "phone": {"per_month": 0, "out_of_hours_per_month": 0},
+                         "email": {"per_month": 0, "max_per_month": None},
+                         "phone": {"per_month": 0, "max_per_month": None, "out_of_hours_per_month": 0},
                          "commitments": ["email.ack", "email.reply", "phone.answer"]}
     assert auditor[0]["email"]["address"] == "info.pp@example.org"
     assert auditor[0]["phone"]["number"] == "+33199001234"
