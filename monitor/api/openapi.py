@@ -88,6 +88,27 @@ CHAIN = closed({"ok": {"type": "boolean"}, "events": COUNT, "last_seq": COUNT, "
                 "broken": {"oneOf": [{"type": "null"},
                                      closed({"seq": {"type": "integer"}, "problem": {"type": "string"}})]}})
 
+SPAN = {"oneOf": [{"type": "null"}, closed({"start": COUNT, "end": COUNT, "text": {"type": "string"}})]}
+DECISION = closed({"met": {"type": "boolean"}, "by": {"type": "string"}, "reason": TEXT_OR_NULL, "at": INSTANT})
+STANDING = closed({
+    "met": {"type": ["boolean", "null"]}, "certain": {"type": "boolean"},
+    "source": {"type": "string", "enum": ["machine", "auditor", "none"]}, "reason": {"type": "string"},
+    "span": SPAN, "machine": {"type": ["boolean", "null"]}, "decided_by": TEXT_OR_NULL,
+    "decisions": {"type": "array", "items": DECISION}})
+GRADING = closed({
+    "probe": {"type": "string"}, "site": {"type": "string"}, "channel": {"type": "string"},
+    "planned_at": {"type": "string", "format": "date-time"}, "answered_at": INSTANT,
+    "response_seq": {"type": ["integer", "null"]}, "status": {"type": "string", "enum": ["to_review", "confirmed"]},
+    "assessed": {"type": "boolean"}, "language": TEXT_OR_NULL, "template": TEXT_OR_NULL,
+    "uncertain": {"type": "array", "items": {"type": "string"}},
+    "decided_by": {"type": "array", "items": {"type": "string"}},
+    "criteria": {"type": "object", "additionalProperties": STANDING},
+    "commitments": {"type": "object", "additionalProperties": closed({
+        "verdict": {"type": "string"}, "reason": TEXT_OR_NULL, "score": NUMBER_OR_NULL,
+        "required": {"type": "array", "items": {"type": "string"}}})},
+    "sheet": {"type": "string"},
+})
+
 SCHEMAS: dict[str, Any] = {
     "Error": closed({"error": {"type": "string"}, "detail": {"type": "string"}}),
     "Verdict": VERDICT,
@@ -106,6 +127,8 @@ SCHEMAS: dict[str, Any] = {
     "Call": CALL,
     "CallPage": page_of("Call"),
     "ChainReport": CHAIN,
+    "Grading": GRADING,
+    "GradingPage": page_of("Grading"),
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
 }
 
@@ -155,6 +178,8 @@ def responses(route: Route) -> dict[str, Any]:
         result["403"] = error("The token's role is below the one this endpoint needs.")
     if route.not_found:
         result["404"] = error("No such probe (or evidence).")
+    if route.conflict:
+        result["409"] = error(route.conflict)
     return result
 
 
