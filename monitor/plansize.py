@@ -88,7 +88,8 @@ def render(rows: list[PlanSize], period: Period, confidence: float) -> str:
            "(if all met / if all missed: further decided probes that would conclude compliant / non-compliant; "
            "needed: in the direction the results point; 0: concluded; -: no number can)"]
     for line in lines:
-        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in pairs]
         out.append("  ".join(cells).rstrip())
     if not rows:
         out.append("(no site has probes configured)")
