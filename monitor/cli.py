@@ -162,8 +162,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     end = _day_start(args.to, tz, next_day=True)
     if start and end and end <= start:
         raise UsageError("--to is before --from")
-    export = _export_csv if args.format == "csv" else _export_jsonl
-    count = asyncio.run(_with_store(config, lambda store: export(store, start, end, args.site)))
+    if args.format == "csv":
+        count = asyncio.run(_with_store(config, lambda store: _export_csv(store, start, end, args.site, config)))
+    else:
+        count = asyncio.run(_with_store(config, lambda store: _export_jsonl(store, start, end, args.site)))
     print(f"exported {count} probes", file=sys.stderr)
     return 0
 
@@ -178,14 +180,15 @@ async def _export_jsonl(store: Any, start: datetime | None, end: datetime | None
     return count
 
 
-async def _export_csv(store: Any, start: datetime | None, end: datetime | None, site: str | None) -> int:
+async def _export_csv(store: Any, start: datetime | None, end: datetime | None, site: str | None,
+                      config: Config) -> int:
     """Streamed (constant memory), UTF-8 with a BOM so spreadsheets read accents right."""
     from monitor.api.csvout import export_csv
     from monitor.progress import ProgressBar
 
     bar = ProgressBar(total=await store.count_probes(start, end, site=site), unit="probes")
     try:
-        count = await export_csv(store, sys.stdout.buffer, start, end, site=site,
+        count = await export_csv(store, sys.stdout.buffer, start, end, site=site, config=config,
                                  progress=lambda done: bar.update(done, done))
     finally:
         bar.close()

@@ -112,7 +112,8 @@ async def list_probes(request: web.Request, args: Args) -> web.StreamResponse:
         raise bad_request(f"channel: must be one of {', '.join(service.config.channels)}")
     where = probe_filter(args, service.config.timezone, channel=channel)
     if wants_csv(args.get("format"), request.headers.get("Accept", "")):
-        return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor")))
+        return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor"),
+                                                                    config=service.config))
     page, after = await queries.probe_page(service.store, where, args.get("cursor"), args["limit"])
     items = await queries.documents(service.store, page)
     return json_ok({"items": items, "next_cursor": encode_cursor(after) if after else None})

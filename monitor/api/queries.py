@@ -29,6 +29,7 @@ from sqlalchemy import exists, select, tuple_
 from monitor.api.params import Position
 from monitor.clock import iso_utc
 from monitor.config.models import Commitment, Config, Site
+from monitor.grading import csv_cells, graded_answers, quality_commitments
 from monitor.history import load_details, probe_document, public_value
 from monitor.status import site_commitments
 from monitor.store.records import (
@@ -110,8 +111,8 @@ CSV_VERDICT_COLUMNS = (Verdict.probe_id, Verdict.commitment, Verdict.verdict, Ve
                        Verdict.business_delay_seconds, Verdict.late, Verdict.reason)
 
 
-async def csv_page(store: Store, where: ProbeFilter, after: Position | None,
-                   limit: int) -> tuple[list[dict[str, Any]], Position | None]:
+async def csv_page(store: Store, where: ProbeFilter, after: Position | None, limit: int,
+                   config: Config | None = None) -> tuple[list[dict[str, Any]], Position | None]:
     """One page of `csv_document`s: only the columns a CSV row shows, two queries, no events.
 
     An export runs over a million probes, so this skips the record objects the other readers use."""
@@ -131,7 +132,22 @@ async def csv_page(store: Store, where: ProbeFilter, after: Position | None,
                 verdicts[probe_id][cid] = {"verdict": verdict, "deadline": iso_utc(deadline), "delay_seconds": delay,
                                            "business_delay_seconds": business, "late": late, "reason": reason}
     documents = [csv_document(row, verdicts[row[0]]) for row in rows]
+    if config is not None:
+        await _with_quality(store, config, documents)
     return documents, ((rows[-1][6], rows[-1][0]) if more else None)
+
+
+async def _with_quality(store: Store, config: Config, documents: list[dict[str, Any]]) -> None:
+    """Quality rows get their criteria: only the probes that have one are read again, with their events."""
+    graded_cids = set(quality_commitments(config))
+    ids = [d["id"] for d in documents if graded_cids & set(d["verdicts"])]
+    if not ids:
+        return
+    found = {g.probe.id: g for g in await graded_answers(store, config, await store.probes_where(Probe.id.in_(ids)))}
+    for document in documents:
+        for cid, verdict in document["verdicts"].items():
+            if cid in graded_cids:
+                verdict["quality"] = csv_cells(found.get(document["id"]))
 
 
 def csv_document(row: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
@@ -144,11 +160,11 @@ def csv_document(row: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
             "subject": subject if isinstance(subject, str) else None, "verdicts": verdicts}
 
 
-async def iter_csv_documents(store: Store, where: ProbeFilter,
-                             after: Position | None = None) -> AsyncIterator[dict[str, Any]]:
+async def iter_csv_documents(store: Store, where: ProbeFilter, after: Position | None = None,
+                             config: Config | None = None) -> AsyncIterator[dict[str, Any]]:
     """`csv_document`s of every matching probe from `after` on, a page in memory at a time."""
     while True:
-        page, after = await csv_page(store, where, after, EXPORT_PAGE)
+        page, after = await csv_page(store, where, after, EXPORT_PAGE, config)
         for document in page:
             yield document
         if after is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
@@ -162,3 +164,18 @@ async def test_only_auditors_grade(api: Api) -> None:
 async def test_the_grading_list_pages_with_a_cursor(api: Api) -> None:
     ids = [await answered(api, GOOD) for _ in range(3)]
     assert [i["probe"] for i in await api.walk("/api/v1/grading", status="all", limit=2)] == ids
+
+
+async def test_the_csv_shows_each_criterion_and_who_decided(api: Api) -> None:
+    probe_id = await answered(api, UNSIGNED)
+    await api.post(f"/api/v1/probes/{probe_id}/grade", {"contact": "met", "reason": "number in the footer"})
+
+    response = await api.get("/api/v1/probes", "auditor", params={"format": "csv"})
+    text = (await response.read()).decode("utf-8").lstrip("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text)))
+
+    [row] = [r for r in rows if r["probe_id"] == probe_id and r["commitment"] == "email.quality"]
+    assert row["verdict"] == "missed" and row["decided_by"] == "audit-2026"
+    assert "signed=not_met;" in row["criteria"] and "contact=met(audit-2026)" in row["criteria"]
+    assert row["quality_score"] == repr(round(6 / 7, 4))  # all but signed, contact now by the auditor
+    assert all(r["criteria"] == "" for r in rows if r["commitment"] != "email.quality")
