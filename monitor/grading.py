@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, tuple_
+from sqlalchemy import exists, func, select, tuple_
 
 from monitor import quality
 from monitor.clock import iso_utc
@@ -27,7 +27,7 @@ from monitor.config.models import Commitment, Config
 from monitor.history import load_details
 from monitor.store.records import EventRecord, ProbeRecord, VerdictRecord
 from monitor.store.schema import Probe, Verdict
-from monitor.store.store import Store
+from monitor.store.store import Store, aware_utc
 from monitor.verdicts import facts_from, first_counted
 
 SCAN_LIMIT = 2000
@@ -132,6 +132,39 @@ def csv_cells(graded: GradedAnswer | None) -> tuple[str, str, str]:
     scores = [quality.score(graded.grading, c.graded_criteria) for c in graded.commitments.values()]
     first = next((s for s in scores if s is not None), None)
     return ("" if first is None else repr(first)), "; ".join(parts), ", ".join(graded.deciders)
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """An answer whose quality verdict waits for an auditor (the machine is unsure of a required criterion)."""
+
+    probe_id: str
+    site: str
+    commitment: str
+    answered_at: datetime
+    reason: str | None
+
+
+async def awaiting_review(store: Store, config: Config, limit: int = 20) -> tuple[int, list[Unsure]]:
+    """How many answers wait for an auditor, and the `limit` latest of them."""
+    cids = list(quality_commitments(config))
+    if not cids:
+        return 0, []
+    where = (Verdict.commitment.in_(cids), Verdict.verdict == "pending", Verdict.answered_at.is_not(None))
+    async with store.read() as conn:
+        total = (await conn.execute(select(func.count()).select_from(Verdict).where(*where))).scalar_one()
+        rows = (await conn.execute(select(Verdict.probe_id, Verdict.site, Verdict.commitment, Verdict.answered_at,
+                                          Verdict.reason).where(*where)
+                                   .order_by(Verdict.answered_at.desc()).limit(limit))).all()
+    return int(total), [Unsure(r.probe_id, r.site, r.commitment, aware_utc(r.answered_at), r.reason) for r in rows]
+
+
+def graded_reply_kinds(config: Config) -> dict[str, set[str]]:
+    """channel → the answer kinds a quality commitment grades (those that have a grading sheet)."""
+    kinds: dict[str, set[str]] = {}
+    for commitment in quality_commitments(config).values():
+        kinds.setdefault(commitment.channel, set()).update(commitment.answer_kinds)
+    return kinds
 
 
 async def grading_page(store: Store, config: Config, status: str | None, *, site: str | None = None,

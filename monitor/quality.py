@@ -83,11 +83,12 @@ class Standing:
     machine_met: bool | None = None
     decided_by: str | None = None
     decisions: tuple[Decision, ...] = field(default_factory=tuple)
+    machine_reason: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {"met": self.met, "certain": self.certain, "source": self.source, "reason": self.reason,
                 "span": dict(self.span) if self.span else None, "machine": self.machine_met,
-                "decided_by": self.decided_by,
+                "machine_reason": self.machine_reason, "decided_by": self.decided_by,
                 "decisions": [{"met": d.met, "by": d.by, "reason": d.reason,
                                "at": d.at.isoformat().replace("+00:00", "Z") if d.at else None}
                               for d in self.decisions]}
@@ -102,10 +103,12 @@ def standing(grading: Grading, criterion: str) -> Standing:
     if decided is not None:
         why = decided.reason or ("confirms the machine" if decided.met == machine_met else "no reason given")
         return Standing(criterion, decided.met, True, AUDITOR, f"decided by {decided.by}: {why}",
-                        span if decided.met else None, machine_met, decided.by, history)
+                        span if decided.met else None, machine_met, decided.by, history,
+                        str(machine.get("reason", "")) if machine is not None else None)
     if machine is not None and machine_met is not None:
-        return Standing(criterion, machine_met, bool(machine.get("certain", False)), MACHINE,
-                        str(machine.get("reason", "")), span, machine_met)
+        reason = str(machine.get("reason", ""))
+        return Standing(criterion, machine_met, bool(machine.get("certain", False)), MACHINE, reason, span,
+                        machine_met, machine_reason=reason)
     return Standing(criterion, None, False, NOBODY, "not assessed: an auditor must grade it")
 
 

@@ -93,7 +93,8 @@ DECISION = closed({"met": {"type": "boolean"}, "by": {"type": "string"}, "reason
 STANDING = closed({
     "met": {"type": ["boolean", "null"]}, "certain": {"type": "boolean"},
     "source": {"type": "string", "enum": ["machine", "auditor", "none"]}, "reason": {"type": "string"},
-    "span": SPAN, "machine": {"type": ["boolean", "null"]}, "decided_by": TEXT_OR_NULL,
+    "span": SPAN, "machine": {"type": ["boolean", "null"]}, "machine_reason": TEXT_OR_NULL,
+    "decided_by": TEXT_OR_NULL,
     "decisions": {"type": "array", "items": DECISION}})
 GRADING = closed({
     "probe": {"type": "string"}, "site": {"type": "string"}, "channel": {"type": "string"},
