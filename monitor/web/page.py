@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.compliance import Compliance
 from monitor.config.models import Config, Site
 from monitor.derived import overdue as overdue_counts
+from monitor.grading import SHEET_PATH, Unsure, awaiting_review, graded_reply_kinds
 from monitor.status import compliance_rows
 from monitor.web.html import (
     compliance_data_attrs,
@@ -47,7 +48,6 @@ from monitor.web.html import (
     status_symbol,
     tag,
 )
-from monitor.grading import SHEET_PATH, Unsure, awaiting_review, graded_reply_kinds
 from monitor.web.results import ResultLine, recent_results
 from monitor.web.style import CSS
 
