@@ -240,7 +240,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
 
     async def build(store: Any) -> Path:
-        return await build_report(store, config, args.period, args.site, out, SystemClock().now())
+        return await build_report(store, config, args.period, args.site, out, SystemClock().now(),
+                                  format=args.format)
 
     try:
         index = asyncio.run(_with_store(config, build))
@@ -384,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--period", required=True, help="2026-Q3, 2026-07, 2026 or 2026-07-01..2026-09-30")
     report.add_argument("--site", help="only this site")
     report.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write the report to")
+    report.add_argument("--format", choices=["html", "pdf"], default="html",
+                        help="html: the browsable pages (default); pdf: one printable file with a cover")
     command("verify", cmd_verify, "check the tamper-evident event chain; exit 1 on a break")
     return parser
 
