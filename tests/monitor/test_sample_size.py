@@ -130,7 +130,7 @@ def test_plan_size_prints_what_each_site_still_needs(tmp_path: Path, capsys: pyt
 
     assert main(["plan-size", "-c", str(config), "--period", "2026-Q1", "--format", "json"]) == 0
     rows = {(r["site"], r["commitment"]): r for r in json.loads(capsys.readouterr().out)}
-    assert len(rows) == 14 * 4
+    assert len(rows) == 14 * 5
     pp = rows[("petit-palais", "phone.answer")]  # target 0.85 there
     assert (pp["n"], pp["met"]) == (10, 9)
     assert (pp["to_compliant"], pp["to_non_compliant"], pp["needed"]) == tuple(
