@@ -174,8 +174,9 @@ async def grading_page(store: Store, config: Config, status: str | None, *, site
     cids = list(quality_commitments(config))
     if not cids:
         return [], None
-    conditions = [exists(select(Verdict.probe_id).where(Verdict.probe_id == Probe.id, Verdict.commitment.in_(cids),
-                                                        Verdict.answered_at.is_not(None)))]
+    answered = select(Verdict.probe_id).where(Verdict.probe_id == Probe.id, Verdict.commitment.in_(cids),
+                                              Verdict.answered_at.is_not(None))
+    conditions: list[Any] = [exists(answered)]
     if site is not None:
         conditions.append(Probe.site == site)
     if start is not None:

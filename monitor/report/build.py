@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from monitor.config.models import Config, Site
+from monitor.grading import GradedAnswer
 from monitor.report.data import by_site, delay_histograms, graded_for_site, missed_probes
 from monitor.report.evidence import EVIDENCE_DIR, EvidenceFile, write_evidence
 from monitor.report.pdf import pdf_name, render_pdf_html, write_pdf
@@ -103,7 +104,8 @@ async def _write_site_pages(store: Store, ctx: ReportContext, out_dir: Path) -> 
 async def _site_data(store: Store, ctx: ReportContext, site: Site, out_dir: Path) -> SiteData:
     rows = ctx.rows_by_site.get(site.id, ())
     total = sum(c.missed for c in rows)
-    graded, graded_total = ([], 0)
+    graded: list[GradedAnswer] = []
+    graded_total = 0
     if any(ctx.config.commitments[c.commitment].is_quality and c.met + c.missed + c.pending for c in rows):
         graded, graded_total = await graded_for_site(store, ctx.config, site.id, ctx.start, ctx.end,
                                                      GRADED_PER_SITE)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -157,7 +158,7 @@ def _criterion_row(s: Standing, requirement: str, index: int) -> str:
             f"{tag('td', machine)}<td>{evidence}</td><td>{decisions}</td>{tag('td', stands, class_=css)}</tr>")
 
 
-def fmt_iso(at: Any) -> str:
+def fmt_iso(at: datetime) -> str:
     return at.isoformat(timespec="minutes").replace("+00:00", "Z")
 
 
