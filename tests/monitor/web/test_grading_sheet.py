@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from monitor.clock import FakeClock
 from monitor.kinds import Response
+from monitor.report import build_report
 from monitor.store.store import Store
 from probes.email.quality import Needs, grade
 from tests.conftest import config_from
@@ -105,3 +107,17 @@ async def test_off_loopback_the_sheet_needs_an_auditor_token(aiohttp_client: Any
     assert response.status == 200 and "Claire Dubois" in await response.text()
     page = await (await api.get("/", role=None)).text()
     assert "grading sheet" not in page
+
+
+async def test_the_report_shows_each_criterion_and_who_decided(api: Api, tmp_path: Path) -> None:
+    probe_id = await answered(api)
+    await api.service.runner.grade(probe_id, by="audit-2026", decisions={"contact": False}, reason="closed office")
+
+    await build_report(api.service.store, api.service.config, "2026-06", "petit-palais", tmp_path,
+                       api.service.clock.now())
+
+    table = parse_dom((tmp_path / "site-petit-palais.html").read_text()).find("table", class_="quality")
+    assert table is not None
+    [row] = [tr for tr in table.find_all("tr") if tr.attrs.get("data-probe") == probe_id]
+    cells = [td.text() for td in row.find_all("td")]
+    assert "audit-2026" in cells[-1] and "✗ a" in cells and "email.quality: missed" in " ".join(cells)
