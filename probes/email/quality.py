@@ -530,13 +530,15 @@ def _language(text: str, folded: str, language: str, counts: Mapping[str, int], 
 
 
 def _language_span(text: str, folded: str, language: str) -> Span | None:
+    """The line that says the most in that language (its common words), first of equals."""
+    best: tuple[int, int, int] | None = None
     offset = 0
     for line in folded.split("\n"):
-        words = WORD.findall(line)
-        if sum(w in STOPWORDS[language] for w in words) >= 2:
-            return _span(text, offset, offset + len(line))
+        hits = sum(w in STOPWORDS[language] for w in WORD.findall(line))
+        if hits >= 2 and (best is None or hits > best[0]):
+            best = (hits, offset, offset + len(line))
         offset += len(line) + 1
-    return None
+    return _span(text, best[1], best[2]) if best else None
 
 
 # ---------------------------------------------------------------- needs of a template
