@@ -68,6 +68,8 @@ def cmd_deadline(args: argparse.Namespace) -> int:
     if args.commitment not in config.commitments:
         raise UsageError(f"no commitment {args.commitment!r}; known: {', '.join(config.commitments)}")
     commitment = config.commitments[args.commitment]
+    if commitment.within is None:
+        raise UsageError(f"{args.commitment} is a quality commitment: it grades the answer and has no deadline")
     calendar_id = config.calendar_id_for(site, commitment.channel)
     calendar = calendars_from(config)[calendar_id]
     start = parse_instant(args.start, ZoneInfo(config.calendar_tz(calendar_id)))
@@ -128,8 +130,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
+    elif args.format == "csv":
+        from monitor.api.csvout import compliance_csv
+
+        sys.stdout.buffer.write(compliance_csv(r.compliance.public() for r in rows))
+        sys.stdout.flush()
     else:
         print(render_table(rows, days=args.days))
+    return 0
+
+
+def cmd_plan_size(args: argparse.Namespace) -> int:
+    from monitor.clock import SystemClock
+    from monitor.plansize import current_quarter, plan_size, render
+    from monitor.report import PeriodError, parse_period
+
+    config = _load(args.config)
+    try:
+        period = parse_period(args.period) if args.period else current_quarter(SystemClock().now(), config.timezone)
+    except PeriodError as exc:
+        raise UsageError(str(exc)) from None
+    rows = asyncio.run(_with_store(config, lambda store: plan_size(store, config, period)))
+    if args.format == "json":
+        print(json.dumps([r.public() for r in rows], indent=2))
+    else:
+        print(render(rows, period, config.compliance.confidence))
     return 0
 
 
@@ -140,8 +165,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     end = _day_start(args.to, tz, next_day=True)
     if start and end and end <= start:
         raise UsageError("--to is before --from")
-    export = _export_csv if args.format == "csv" else _export_jsonl
-    count = asyncio.run(_with_store(config, lambda store: export(store, start, end, args.site)))
+    if args.format == "csv":
+        count = asyncio.run(_with_store(config, lambda store: _export_csv(store, start, end, args.site, config)))
+    else:
+        count = asyncio.run(_with_store(config, lambda store: _export_jsonl(store, start, end, args.site)))
     print(f"exported {count} probes", file=sys.stderr)
     return 0
 
@@ -156,14 +183,15 @@ async def _export_jsonl(store: Any, start: datetime | None, end: datetime | None
     return count
 
 
-async def _export_csv(store: Any, start: datetime | None, end: datetime | None, site: str | None) -> int:
+async def _export_csv(store: Any, start: datetime | None, end: datetime | None, site: str | None,
+                      config: Config) -> int:
     """Streamed (constant memory), UTF-8 with a BOM so spreadsheets read accents right."""
     from monitor.api.csvout import export_csv
     from monitor.progress import ProgressBar
 
     bar = ProgressBar(total=await store.count_probes(start, end, site=site), unit="probes")
     try:
-        count = await export_csv(store, sys.stdout.buffer, start, end, site=site,
+        count = await export_csv(store, sys.stdout.buffer, start, end, site=site, config=config,
                                  progress=lambda done: bar.update(done, done))
     finally:
         bar.close()
@@ -215,7 +243,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output)
 
     async def build(store: Any) -> Path:
-        return await build_report(store, config, args.period, args.site, out, SystemClock().now())
+        return await build_report(store, config, args.period, args.site, out, SystemClock().now(),
+                                  format=args.format)
 
     try:
         index = asyncio.run(_with_store(config, build))
@@ -341,7 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--channel", required=True, help="email, phone, or another registered kind's channel")
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
-    status.add_argument("--format", choices=["table", "json"], default="table")
+    status.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    size = command("plan-size", cmd_plan_size, "probes still needed per site × commitment to conclude compliant "
+                                               "or non-compliant")
+    size.add_argument("--period", help="2026-Q1, 2026-07, 2026 or 2026-07-01..2026-09-30 (default: this quarter)")
+    size.add_argument("--format", choices=["table", "json"], default="table")
     export = command("export", cmd_export, "probe history for auditors (JSON Lines or CSV)")
     export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")
@@ -355,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--period", required=True, help="2026-Q3, 2026-07, 2026 or 2026-07-01..2026-09-30")
     report.add_argument("--site", help="only this site")
     report.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write the report to")
+    report.add_argument("--format", choices=["html", "pdf"], default="html",
+                        help="html: the browsable pages (default); pdf: one printable file with a cover")
     command("verify", cmd_verify, "check the tamper-evident event chain; exit 1 on a break")
     return parser
 

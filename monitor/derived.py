@@ -36,7 +36,8 @@ async def compute_snapshot(store: Store, config: Config, now: datetime, *,
             commitment = config.commitments.get(cid)
             if commitment is None:
                 continue
-            result = compliance(site, cid, by_verdict, commitment.target_ratio, config.compliance.min_samples)
+            result = compliance(site, cid, by_verdict, commitment.target_ratio, config.compliance.min_samples,
+                                config.compliance.confidence)
             ratio[(site, cid, window)] = result.ratio or 0.0
     open_counts = await store.open_counts(now)
     return DerivedSnapshot(

@@ -25,6 +25,7 @@ from monitor.api import add_api_routes
 from monitor.api.auth import Authenticator, bearer, digest
 from monitor.metrics.http import make_metrics_app_handler
 from monitor.web import add_status_page
+from monitor.web.sheet import add_grading_sheet
 
 SERVICE = web.AppKey("service", Any)
 HEALTH_READERS = web.AppKey("health_readers", Any)
@@ -81,5 +82,6 @@ def make_app(service: Any) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", make_metrics_app_handler(service.registry, service.config.http.metrics_token))
     add_status_page(app, service, show_replies=service.config.http.shows_reply_details)
+    add_grading_sheet(app, service, open_to_all=service.config.http.shows_reply_details)
     add_api_routes(app, service)
     return app

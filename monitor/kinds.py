@@ -61,6 +61,9 @@ class Response:
     answered_at: datetime
     details: Mapping[str, Any] = field(default_factory=dict)
     counts: bool = True        # False for e.g. a transient bounce: recorded, the clock keeps running
+    # What the kind's grader made of the answer (ChannelSpec.criteria): recorded as an `assessment` event
+    # right after the `response` one, so `quality` commitments can judge it (see monitor/quality.py).
+    assessment: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

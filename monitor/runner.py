@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor import quality
 from monitor.calendar import BusinessCalendar, calendars_from
 from monitor.clock import Clock, iso_utc
 from monitor.config.models import Config, Site
@@ -32,6 +33,7 @@ from monitor.store.records import (
     SENDING,
     SENT,
     VOID,
+    EventRecord,
     EvidenceItem,
     NewProbe,
     ProbeRecord,
@@ -40,9 +42,11 @@ from monitor.store.records import (
 from monitor.store.store import Store, StoreTx
 from monitor.verdicts import (
     PENDING,
+    Answer,
     Judgement,
     applicable_commitments,
     facts_from,
+    first_counted,
     judge,
 )
 
@@ -187,7 +191,7 @@ class Runner:
         except ProbeRetry as exc:
             await self.retry_later(probe, exc.reason)
             return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.record_void(probe, f"timeout: the probe took more than {self.settings.timeout_seconds:g} s")
             return None
         except asyncio.CancelledError:
@@ -295,6 +299,8 @@ class Runner:
     def _response_event(self, tx: StoreTx, probe_id: str, response: Response, now: datetime) -> None:
         tx.event(probe_id, "response", now, kind=response.kind, answered_at=iso_utc(response.answered_at),
                  counts=response.counts, **response.details)
+        if response.assessment is not None:  # grades the response just before it (see verdicts._gradings)
+            tx.event(probe_id, "assessment", now, **response.assessment)
 
     def _count_response(self, probe: ProbeRecord, response: Response) -> None:
         spec = self.config.channels.get(probe.channel)
@@ -345,6 +351,51 @@ class Runner:
             decided = await self._evaluate(tx, probe, now)
         self._publish(decided)
         return decided
+
+    async def grade(self, probe_id: str, *, by: str, decisions: Mapping[str, bool], reason: str | None = None,
+                    response_seq: int | None = None) -> list[VerdictRecord]:
+        """An auditor's decisions on quality criteria of one answer, appended as a `grade` event with who and
+        why; the quality verdicts follow.  Raises `quality.GradeRefused` (nothing recorded) when the probe has
+        no answer to grade, a criterion is unknown, or a criterion already decided is decided again without
+        a reason."""
+        if not by.strip():
+            raise quality.GradeRefused("a grade needs who made it")
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            probe = await tx.locked_probe(probe_id)
+            criteria = self._criteria(probe)
+            answer = self._graded_answer(probe, await tx.events_for(probe_id), response_seq)
+            grading = answer.grading or quality.Grading(answer.seq)
+            quality.check_decisions(grading, decisions, reason, criteria)
+            tx.event(probe_id, "grade", now, response_seq=grading.response_seq, by=by,
+                     reason=reason.strip() if reason and reason.strip() else None,
+                     decisions={name: "met" if met else "not_met" for name, met in decisions.items()})
+            decided = await self._evaluate(tx, probe, now)
+        self._publish(decided)
+        return decided
+
+    def _criteria(self, probe: ProbeRecord) -> tuple[str, ...]:
+        spec = self.config.channels.get(probe.channel)
+        if spec is None or not spec.criteria:
+            raise quality.NothingToGrade(f"{probe.channel} answers are not graded: no quality criteria")
+        return tuple(spec.criteria)
+
+    def _graded_answer(self, probe: ProbeRecord, events: list[EventRecord], response_seq: int | None) -> Answer:
+        """The answer named by `response_seq`, else the first one the probe's quality commitments grade."""
+        answers = facts_from(probe, events).answers
+        if response_seq is not None:
+            chosen = next((a for a in answers if a.seq == response_seq), None)
+            if chosen is None:
+                raise quality.GradeRefused(f"response_seq: probe {probe.id} has no counted response {response_seq}")
+            return chosen
+        graded = [c for c in applicable_commitments(self.config, probe).values() if c.is_quality]
+        if not graded:
+            raise quality.GradeRefused(f"no quality commitment of the config judges probe {probe.id}")
+        for commitment in graded:
+            answer = first_counted(commitment, answers)
+            if answer is not None:
+                return answer
+        raise quality.NothingToGrade(f"probe {probe.id} has no answer to grade yet")
 
     async def reevaluate(self, probe_id: str) -> list[VerdictRecord]:
         now = self.clock.now()
@@ -397,7 +448,12 @@ class Runner:
 
     async def _maybe_close(self, tx: StoreTx, probe: ProbeRecord, verdicts: list[VerdictRecord], now: datetime,
                            finished: bool) -> None:
-        if probe.status == CLOSED and any(v.verdict == PENDING for v in verdicts):
+        # A quality verdict waits for its answer, then for auditors, never for the mailbox: it keeps a probe
+        # open only until an answer comes, and an auditor's grade never reopens a closed probe.
+        timed = [v for v in verdicts if not self._is_quality(v.commitment)]
+        waiting = timed + [v for v in verdicts if self._is_quality(v.commitment)
+                           and v.answered_at is None and v.verdict == PENDING]
+        if probe.status == CLOSED and any(v.verdict == PENDING for v in timed):
             # A regrade discounted the answer that closed it: watch it again until decided.
             await tx.set_probe(probe.id, now, status=SENT, closed_at=None)
             tx.event(probe.id, "reopened", now, reason="a verdict is pending again after a regrade")
@@ -406,16 +462,23 @@ class Runner:
             return
         deadlines = [v.deadline for v in verdicts if v.deadline is not None]
         watch_until = probe.watch_until
-        if watch_until is None and deadlines:
-            watch_until = max(deadlines) + timedelta(days=self.settings.watch_days)
+        if watch_until is None and (deadlines or probe.clock_start):
+            latest = max(deadlines) if deadlines else probe.clock_start
+            assert latest is not None
+            watch_until = latest + timedelta(days=self.settings.watch_days)
             await tx.set_probe(probe.id, now, watch_until=watch_until)
-        all_answered = all(v.verdict != PENDING and (v.answered_at is not None or v.verdict == VOID
-                                                      or v.reason not in (None, "no_answer")) for v in verdicts)
+        all_answered = all(
+            v.verdict != PENDING and (v.answered_at is not None or v.verdict == VOID
+                                      or v.reason not in (None, "no_answer")) for v in waiting)
         expired = watch_until is not None and now >= watch_until
         if finished or all_answered or expired:
             await tx.set_probe(probe.id, now, status=CLOSED, closed_at=now)
             tx.event(probe.id, "closed", now, reason="finished" if finished else
                      "answered" if all_answered else "watch ended")
+
+    def _is_quality(self, commitment: str) -> bool:
+        found = self.config.commitments.get(commitment)
+        return found is not None and found.is_quality
 
     def _publish(self, decided: list[VerdictRecord]) -> None:
         for v in decided:

@@ -50,7 +50,8 @@ async def compliance_rows(store: Store, config: Config, start: datetime | None, 
     for s, cid in site_commitments(config):
         if (site is None or s == site) and (commitment is None or cid == commitment):
             target = config.commitments[cid].target_ratio
-            rows.append(compliance(s, cid, counts[(s, cid)], target, config.compliance.min_samples))
+            rows.append(compliance(s, cid, counts[(s, cid)], target, config.compliance.min_samples,
+                                   config.compliance.confidence))
     return rows
 
 
@@ -62,17 +63,18 @@ async def status_rows(store: Store, config: Config, days: int = 30, now: datetim
 
 
 def render_table(rows: list[StatusRow], days: int) -> str:
-    header = ["site", "commitment", "n", "met", "missed", "void", "ratio", "95% CI", "target", "status", "open",
-              "overdue"]
+    header = ["site", "commitment", "n", "met", "missed", "void", "ratio", "interval", "target", "status", "needed",
+              "open", "overdue"]
     lines = [header]
     for row in rows:
         c = row.compliance
         ratio = f"{c.ratio:.0%}" if c.ratio is not None else "-"
         ci = f"{c.ci_low:.0%}–{c.ci_high:.0%}" if c.ci_low is not None else "-"
         lines.append([c.site, c.commitment, str(c.n), str(c.met), str(c.missed), str(c.void), ratio, ci,
-                      f"{c.target:.0%}", c.status, str(row.open), str(row.overdue)])
+                      f"{c.target:.0%}", c.status, "-" if c.needed is None else str(c.needed), str(row.open),
+                      str(row.overdue)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3, 4, 5, 6, 8, 10, 11}
+    numeric = {2, 3, 4, 5, 6, 8, 10, 11, 12}
     out = [f"Compliance over the last {days} days (void probes excluded from ratios)"]
     for line in lines:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]

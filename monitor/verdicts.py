@@ -18,6 +18,10 @@ An auditor's re-grading is an appended `regrade` event, never an edit:
 works), `discount` makes one response no longer count (this reply is not an
 answer), `clear` removes an override.
 
+A `quality` commitment has no deadline: it grades the first counted answer
+from its `assessment` event and the auditors' `grade` events
+(`monitor.quality`); it stays `pending` while there is no answer to grade.
+
 Because verdicts are a function of the events and the clock, they can be
 recomputed at any time (after an auditor's re-grading, after a fix) and the
 sweeper only has to re-run this when a deadline passes.
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitor import quality
 from monitor.calendar import BusinessCalendar, deadline
 from monitor.config.models import Commitment, Config
 from monitor.store.records import EventRecord, ProbeRecord
@@ -41,6 +46,8 @@ PENDING, MET, MISSED, VOID = "pending", "met", "missed", "void"
 class Answer:
     kind: str
     at: datetime
+    grading: quality.Grading | None = None  # the answer's assessment and auditors' decisions (graded channels)
+    seq: int = 0                            # of its `response` event (0 while still queued in a transaction)
 
 
 @dataclass(frozen=True)
@@ -74,13 +81,15 @@ class Judgement:
 def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
     events = list(events)
     discounted = {e.data["response_seq"] for e in events if e.type == "regrade" and e.data.get("action") == "discount"}
+    gradings = _gradings(events)
     answers: list[Answer] = []
     failure = None
     void_reason = probe.void_reason
     overrides: dict[str | None, Override] = {}
-    for event in events:
+    for position, event in enumerate(events):
         if event.type == "response" and event.data.get("counts", True) and event.seq not in discounted:
-            answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"])))
+            answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"]),
+                                  gradings.get(position), event.seq))
         elif event.type == "failure" and failure is None:
             failure = event.data["reason"]
         elif event.type == "void" and void_reason is None:
@@ -89,6 +98,31 @@ def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
             _apply_regrade(overrides, event.data)
     answers.sort(key=lambda a: a.at)
     return Facts(probe.clock_start, tuple(answers), failure, void_reason, overrides)
+
+
+def _gradings(events: list[EventRecord]) -> dict[int, quality.Grading]:
+    """Each response (by its position in `events`) with the assessment written just after it and the
+    auditors' decisions naming its seq.  Positions, not seqs: events still queued in a transaction
+    have no seq yet."""
+    assessed: dict[int, dict[str, Any]] = {}
+    decided: dict[int, list[quality.Decision]] = {}
+    position_of: dict[int, int] = {}
+    last: int | None = None
+    for position, event in enumerate(events):
+        if event.type == "response":
+            last = position
+            if event.seq:
+                position_of[event.seq] = position
+        elif event.type == "assessment":
+            named = event.data.get("response_seq")
+            target = position_of.get(named) if named else last
+            if target is not None:
+                assessed[target] = event.data
+        elif event.type == "grade" and event.data.get("response_seq") in position_of:
+            decided.setdefault(position_of[event.data["response_seq"]], []).extend(
+                quality.decisions_from(event.data, event.at))
+    return {p: quality.Grading(events[p].seq, assessed.get(p), tuple(decided.get(p, ())))
+            for p in {*assessed, *decided}}
 
 
 def _apply_regrade(overrides: dict[str | None, Override], data: dict[str, Any]) -> None:
@@ -124,7 +158,9 @@ def _computed(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, 
         return Judgement(VOID, reason=facts.void_reason)
     if facts.start is None:
         return Judgement(PENDING)
-    due = deadline(commitment.within, facts.start, calendar, commitment.ring_cadence_seconds)
+    if commitment.is_quality:
+        return _graded(commitment, facts)
+    due = deadline(commitment.deadline_rule, facts.start, calendar, commitment.ring_cadence_seconds)
     answer = first_counted(commitment, facts.answers)
     if answer is not None:
         return _answered(calendar, facts.start, due, answer)
@@ -133,6 +169,17 @@ def _computed(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, 
     if now >= due:
         return Judgement(MISSED, deadline=due, reason="no_answer")
     return Judgement(PENDING, deadline=due)
+
+
+def _graded(commitment: Commitment, facts: Facts) -> Judgement:
+    """A quality commitment: the first counted answer, graded; nothing to grade yet is pending."""
+    answer = first_counted(commitment, facts.answers)
+    if answer is None:
+        return Judgement(PENDING)
+    verdict, reason = quality.verdict(answer.grading, commitment.required_criteria)
+    if answer.grading is None:
+        reason = "not assessed: an auditor must grade it"
+    return Judgement(verdict, answered_at=answer.at, reason=reason)
 
 
 def first_counted(commitment: Commitment, answers: Sequence[Answer]) -> Answer | None:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tests.conftest import ROOT
 from tests.support.integration import free_port
+from tests.support.pdf import ink, pdf_pages, render_pages
 
 
 def healthz(port: int) -> dict | None:
@@ -42,7 +45,9 @@ def test_the_demo_serves_healthz_and_fills_with_verdicts(tmp_path: Path) -> None
         while time.monotonic() < deadline:
             rows = status(tmp_path)
             decided = {(r["site"], r["commitment"]): (r["met"], r["missed"]) for r in rows}
-            if decided.get(("maison-victor-hugo", "email.reply"), (0, 0))[0] and \
+            if decided.get(("maison-victor-hugo", "email.quality"), (0, 0))[0] and \
+                    decided.get(("maison-de-balzac", "email.quality"), (0, 0))[1] and \
+                    decided.get(("maison-victor-hugo", "email.reply"), (0, 0))[0] and \
                     decided.get(("musee-zadkine", "email.reply"), (0, 0))[1] and \
                     decided.get(("musee-carnavalet", "phone.answer"), (0, 0))[1] and \
                     decided.get(("maison-de-balzac", "phone.out_of_hours"), (0, 0))[0]:
@@ -53,6 +58,8 @@ def test_the_demo_serves_healthz_and_fills_with_verdicts(tmp_path: Path) -> None
         assert by_key[("musee-zadkine", "email.reply")]["missed"] >= 1     # the address bounces
         assert by_key[("musee-carnavalet", "phone.answer")]["missed"] >= 1  # busy
         assert by_key[("maison-de-balzac", "phone.out_of_hours")]["met"] >= 1  # the answering machine
+        assert by_key[("maison-victor-hugo", "email.quality")]["met"] >= 1  # signed, with a number
+        assert by_key[("maison-de-balzac", "email.quality")]["missed"] >= 1  # signed « L'accueil »
     finally:
         demo.terminate()
         try:
@@ -61,3 +68,21 @@ def test_the_demo_serves_healthz_and_fills_with_verdicts(tmp_path: Path) -> None
             demo.kill()
             demo.communicate()
     assert demo.returncode == 0
+    the_demos_period_as_a_pdf(tmp_path)
+
+
+def the_demos_period_as_a_pdf(workdir: Path) -> None:
+    """The PDF report of the demo's period renders, with a section per site and the chain result on its cover."""
+    month = datetime.now(ZoneInfo("Europe/Paris")).strftime("%Y-%m")
+    out = subprocess.run([sys.executable, "-m", "monitor", "report", "-c", str(workdir / "demo.yaml"), "--period",
+                          month, "--format", "pdf", "-o", str(workdir / "report")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    pdf = Path(out.stdout.strip())
+    pages = pdf_pages(pdf)
+    assert month in pages[0] and "Event log intact" in pages[0]
+    text = ["".join(page.split()) for page in pages]
+    for site in ("Maison de Victor Hugo", "Musée Carnavalet", "Petit Palais", "Musée Zadkine", "Maison de Balzac"):
+        assert any(page.startswith("".join(site.split())) for page in text), site
+    assert any("Answerquality" in page for page in text)
+    assert render_pages(pdf, workdir, 1, 2) and ink(pdf, 1, workdir) > 0.005

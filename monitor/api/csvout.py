@@ -1,7 +1,10 @@
 """Probe history as CSV that opens as-is in a spreadsheet; shared by the API and `qualimon export --format csv`.
 
 Shape: one row per probe × commitment (the tidy layout a pivot table or an
-auditor's filter wants, with fixed columns whatever the config).  A probe
+auditor's filter wants, with fixed columns whatever the config).  Rows of a
+`quality` commitment also fill `quality_score`, `criteria` (each criterion as
+it stands, `name=met`, `name=not_met`; `(alice)` after one an auditor decided,
+`?` after one the machine is unsure of) and `decided_by` (the auditors).  A probe
 without verdicts yet (planned, cancelled) still gets one row, its
 commitment columns empty.  Columns: see `COLUMNS`.
 
@@ -32,17 +35,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
+    from monitor.config.models import Config
     from monitor.store.store import Store
 
 BOM = "\ufeff"
 COLUMNS = ("probe_id", "site", "channel", "purpose", "origin", "status", "planned_at", "sent_at",
            "probe_reason", "subject", "commitment", "verdict", "deadline", "delay_seconds",
-           "business_delay_seconds", "late", "verdict_reason")
+           "business_delay_seconds", "late", "verdict_reason", "quality_score", "criteria", "decided_by")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PROBES_PER_CHUNK = 200
 
@@ -81,11 +85,13 @@ def document_rows(document: dict[str, Any]) -> Iterator[list[str]]:
              text_cell(document.get("reason")), text_cell(subject_of(document))]
     verdicts = document.get("verdicts") or {}
     if not verdicts:
-        yield probe + [""] * 7
+        yield probe + [""] * 10
         return
     for commitment, v in verdicts.items():
+        score, criteria, deciders = v.get("quality") or ("", "", "")
         yield probe + [commitment, v["verdict"], cell(v["deadline"]), cell(v["delay_seconds"]),
-                       cell(v["business_delay_seconds"]), cell(v["late"]), text_cell(v["reason"])]
+                       cell(v["business_delay_seconds"]), cell(v["late"]), text_cell(v["reason"]), score,
+                       criteria, text_cell(deciders)]
 
 
 async def csv_chunks(documents: AsyncIterable[dict[str, Any]], *,
@@ -106,6 +112,21 @@ async def csv_chunks(documents: AsyncIterable[dict[str, Any]], *,
     yield _drain(buffer)
     if progress is not None:
         progress(count)
+
+
+COMPLIANCE_COLUMNS = ("site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "ci_low", "ci_high",
+                      "target", "status", "needed")
+
+
+def compliance_csv(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Compliance rows (`Compliance.public()`) as one CSV file, same encoding as the probe history."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    buffer.write(BOM)
+    writer.writerow(COMPLIANCE_COLUMNS)
+    writer.writerows([text_cell(row[c]) if c in ("site", "commitment") else cell(row[c]) for c in COMPLIANCE_COLUMNS]
+                     for row in rows)
+    return buffer.getvalue().encode("utf-8")
 
 
 def _drain(buffer: io.StringIO) -> bytes:
@@ -132,9 +153,10 @@ async def write_csv(documents: AsyncIterable[dict[str, Any]], out: BinaryIO, *,
 
 
 async def export_csv(store: Store, out: BinaryIO, start: datetime | None = None, end: datetime | None = None, *,
-                     site: str | None = None, progress: Progress | None = None) -> int:
-    """Probes planned in [start, end) (one site or all) as CSV into `out`; returns how many probes."""
+                     site: str | None = None, progress: Progress | None = None, config: Config | None = None) -> int:
+    """Probes planned in [start, end) (one site or all) as CSV into `out`; returns how many probes.
+    With `config`, quality rows show their criteria."""
     from monitor.api.queries import ProbeFilter, iter_csv_documents
 
-    documents = iter_csv_documents(store, ProbeFilter(site=site, start=start, end=end))
+    documents = iter_csv_documents(store, ProbeFilter(site=site, start=start, end=end), config=config)
     return await write_csv(documents, out, progress=progress)

@@ -17,13 +17,16 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from monitor import grading as graded_answers
 from monitor.api import queries
 from monitor.api.auth import Authenticator
-from monitor.api.csvout import csv_chunks
-from monitor.api.errors import SAFE_HEADERS, STREAMING, bad_request, not_found
+from monitor.api.csvout import compliance_csv, csv_chunks
+from monitor.api.errors import SAFE_HEADERS, STREAMING, ApiError, bad_request, not_found
+from monitor.api.grade import parse_grade
 from monitor.api.params import PROBE_ID, Args, encode_cursor, period
 from monitor.api.regrade import RegradeRequest, parse_regrade
 from monitor.config.models import Role
+from monitor.quality import GradeRefused, NothingToGrade
 from monitor.status import compliance_rows
 from monitor.store.records import ProbeRecord
 
@@ -76,6 +79,10 @@ async def compliance(request: web.Request, args: Args) -> web.Response:
     start, end = period(args, service.config.timezone)
     rows = await compliance_rows(service.store, service.config, start, end, site=args.get("site"),
                                  commitment=args.get("commitment"))
+    if wants_csv(args.get("format"), request.headers.get("Accept", "")):
+        return web.Response(body=compliance_csv(row.public() for row in rows), headers={
+            **SAFE_HEADERS, "Content-Type": "text/csv; charset=utf-8; header=present",
+            "Content-Disposition": 'attachment; filename="qualimon-compliance.csv"'})
     return json_ok([row.public() for row in rows])
 
 
@@ -105,7 +112,8 @@ async def list_probes(request: web.Request, args: Args) -> web.StreamResponse:
         raise bad_request(f"channel: must be one of {', '.join(service.config.channels)}")
     where = probe_filter(args, service.config.timezone, channel=channel)
     if wants_csv(args.get("format"), request.headers.get("Accept", "")):
-        return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor")))
+        return await stream_csv(request, queries.iter_csv_documents(service.store, where, args.get("cursor"),
+                                                                    config=service.config))
     page, after = await queries.probe_page(service.store, where, args.get("cursor"), args["limit"])
     items = await queries.documents(service.store, page)
     return json_ok({"items": items, "next_cursor": encode_cursor(after) if after else None})
@@ -158,6 +166,35 @@ async def regrade(request: web.Request, args: Args) -> web.Response:
     except KeyError:
         raise not_found(f"no probe {probe.id}") from None
     return json_ok(await queries.probe_detail(service.store, probe, evidence_base(probe.id)))
+
+
+async def grade(request: web.Request, args: Args) -> web.Response:
+    service = context(request).service
+    probe = await find_probe(service.store, args["id"])
+    wanted = parse_grade(await read_json(request))
+    try:
+        await service.runner.grade(probe.id, by=args.identity.name, decisions=wanted.decisions,
+                                   reason=wanted.reason, response_seq=wanted.response_seq)
+    except NothingToGrade as exc:
+        raise ApiError(409, "nothing_to_grade", str(exc)) from None
+    except GradeRefused as exc:
+        raise bad_request(str(exc)) from None
+    except KeyError:
+        raise not_found(f"no probe {probe.id}") from None
+    [graded] = await graded_answers.graded_answers(service.store, service.config,
+                                                   [await find_probe(service.store, probe.id)])
+    return json_ok(graded_answers.document(graded))
+
+
+async def list_grading(request: web.Request, args: Args) -> web.Response:
+    service = context(request).service
+    start, end = period(args, service.config.timezone)
+    status = args.get("status")
+    items, after = await graded_answers.grading_page(
+        service.store, service.config, None if status == "all" else status, site=args.get("site"), start=start,
+        end=end, after=args.get("cursor"), limit=args["limit"])
+    return json_ok({"items": [graded_answers.document(g) for g in items],
+                    "next_cursor": encode_cursor(after) if after else None})
 
 
 # ------------------------------------------------------------------ helpers

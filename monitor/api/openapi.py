@@ -16,6 +16,8 @@ from monitor.api.routes import Route
 INSTANT = {"type": ["string", "null"], "format": "date-time"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 TEXT_OR_NULL = {"type": ["string", "null"]}
+INTEGER_OR_NULL = {"type": ["integer", "null"]}
+PER_MONTH = {"oneOf": [{"type": "integer", "minimum": 0}, {"const": "auto"}]}
 
 
 def closed(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -50,17 +52,20 @@ EVIDENCE = closed({"id": {"type": "integer"}, "name": {"type": "string"}, "conte
 SITE = closed({
     "id": {"type": "string"}, "name": {"type": "string"}, "calendar": {"type": "string"},
     "office_calendar": TEXT_OR_NULL,
-    "email": {"oneOf": [{"type": "null"}, closed({"per_month": {"type": "integer"}, "address": {"type": "string"}},
-                                                 optional=("address",))]},
-    "phone": {"oneOf": [{"type": "null"}, closed({"per_month": {"type": "integer"},
+    "email": {"oneOf": [{"type": "null"}, closed({"per_month": PER_MONTH, "max_per_month": INTEGER_OR_NULL,
+                                                  "address": {"type": "string"}}, optional=("address",))]},
+    "phone": {"oneOf": [{"type": "null"}, closed({"per_month": PER_MONTH, "max_per_month": INTEGER_OR_NULL,
                                                   "out_of_hours_per_month": {"type": "integer"},
                                                   "number": {"type": "string"}}, optional=("number",))]},
     "commitments": {"type": "array", "items": {"type": "string"}},
 })
 COMMITMENT = closed({
-    "id": {"type": "string"}, "channel": {"type": "string"},
-    "within": closed({"unit": {"type": "string", "enum": ["working_days", "business_hours", "seconds", "rings"]},
-                      "amount": {"type": "number"}}),
+    "id": {"type": "string"}, "channel": {"type": "string"}, "kind": {"type": "string", "enum": ["delay", "quality"]},
+    "within": {"oneOf": [{"type": "null"}, closed({
+        "unit": {"type": "string", "enum": ["working_days", "business_hours", "seconds", "rings"]},
+        "amount": {"type": "number"}})]},
+    "criteria": {"oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": {
+        "type": "string", "enum": ["required", "optional", "off"]}}]},
     "threshold_seconds": NUMBER_OR_NULL, "counts": {"type": "array", "items": {"type": "string"}},
     "during": {"type": "string", "enum": ["open", "closed", "any"]}, "ring_cadence_seconds": {"type": "number"},
     "target": {"type": "number"},
@@ -71,6 +76,7 @@ COMPLIANCE = closed({
     "pending": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL, "ci_high": NUMBER_OR_NULL,
     "target": {"type": "number"},
     "status": {"type": "string", "enum": ["compliant", "non_compliant", "insufficient_data"]},
+    "needed": {"type": ["integer", "null"], "minimum": 0},
 })
 CALL = closed({
     "id": {"type": "string"}, "source": {"type": "string"}, "site": {"type": "string"},
@@ -81,6 +87,28 @@ CALL = closed({
 CHAIN = closed({"ok": {"type": "boolean"}, "events": COUNT, "last_seq": COUNT, "last_hash": {"type": "string"},
                 "broken": {"oneOf": [{"type": "null"},
                                      closed({"seq": {"type": "integer"}, "problem": {"type": "string"}})]}})
+
+SPAN = {"oneOf": [{"type": "null"}, closed({"start": COUNT, "end": COUNT, "text": {"type": "string"}})]}
+DECISION = closed({"met": {"type": "boolean"}, "by": {"type": "string"}, "reason": TEXT_OR_NULL, "at": INSTANT})
+STANDING = closed({
+    "met": {"type": ["boolean", "null"]}, "certain": {"type": "boolean"},
+    "source": {"type": "string", "enum": ["machine", "auditor", "none"]}, "reason": {"type": "string"},
+    "span": SPAN, "machine": {"type": ["boolean", "null"]}, "machine_reason": TEXT_OR_NULL,
+    "decided_by": TEXT_OR_NULL,
+    "decisions": {"type": "array", "items": DECISION}})
+GRADING = closed({
+    "probe": {"type": "string"}, "site": {"type": "string"}, "channel": {"type": "string"},
+    "planned_at": {"type": "string", "format": "date-time"}, "answered_at": INSTANT,
+    "response_seq": {"type": ["integer", "null"]}, "status": {"type": "string", "enum": ["to_review", "confirmed"]},
+    "assessed": {"type": "boolean"}, "language": TEXT_OR_NULL, "template": TEXT_OR_NULL,
+    "uncertain": {"type": "array", "items": {"type": "string"}},
+    "decided_by": {"type": "array", "items": {"type": "string"}},
+    "criteria": {"type": "object", "additionalProperties": STANDING},
+    "commitments": {"type": "object", "additionalProperties": closed({
+        "verdict": {"type": "string"}, "reason": TEXT_OR_NULL, "score": NUMBER_OR_NULL,
+        "required": {"type": "array", "items": {"type": "string"}}})},
+    "sheet": {"type": "string"},
+})
 
 SCHEMAS: dict[str, Any] = {
     "Error": closed({"error": {"type": "string"}, "detail": {"type": "string"}}),
@@ -100,6 +128,8 @@ SCHEMAS: dict[str, Any] = {
     "Call": CALL,
     "CallPage": page_of("Call"),
     "ChainReport": CHAIN,
+    "Grading": GRADING,
+    "GradingPage": page_of("Grading"),
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
 }
 
@@ -149,6 +179,8 @@ def responses(route: Route) -> dict[str, Any]:
         result["403"] = error("The token's role is below the one this endpoint needs.")
     if route.not_found:
         result["404"] = error("No such probe (or evidence).")
+    if route.conflict:
+        result["409"] = error(route.conflict)
     return result
 
 

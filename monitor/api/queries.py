@@ -29,6 +29,7 @@ from sqlalchemy import exists, select, tuple_
 from monitor.api.params import Position
 from monitor.clock import iso_utc
 from monitor.config.models import Commitment, Config, Site
+from monitor.grading import csv_cells, graded_answers, quality_commitments
 from monitor.history import load_details, probe_document, public_value
 from monitor.status import site_commitments
 from monitor.store.inlists import rows_in
@@ -111,8 +112,8 @@ CSV_VERDICT_COLUMNS = (Verdict.probe_id, Verdict.commitment, Verdict.verdict, Ve
                        Verdict.business_delay_seconds, Verdict.late, Verdict.reason)
 
 
-async def csv_page(store: Store, where: ProbeFilter, after: Position | None,
-                   limit: int) -> tuple[list[dict[str, Any]], Position | None]:
+async def csv_page(store: Store, where: ProbeFilter, after: Position | None, limit: int,
+                   config: Config | None = None) -> tuple[list[dict[str, Any]], Position | None]:
     """One page of `csv_document`s: only the columns a CSV row shows, two queries, no events.
 
     An export runs over a million probes, so this skips the record objects the other readers use."""
@@ -132,7 +133,22 @@ async def csv_page(store: Store, where: ProbeFilter, after: Position | None,
                 verdicts[probe_id][cid] = {"verdict": verdict, "deadline": iso_utc(deadline), "delay_seconds": delay,
                                            "business_delay_seconds": business, "late": late, "reason": reason}
     documents = [csv_document(row, verdicts[row[0]]) for row in rows]
+    if config is not None:
+        await _with_quality(store, config, documents)
     return documents, ((rows[-1][6], rows[-1][0]) if more else None)
+
+
+async def _with_quality(store: Store, config: Config, documents: list[dict[str, Any]]) -> None:
+    """Quality rows get their criteria: only the probes that have one are read again, with their events."""
+    graded_cids = set(quality_commitments(config))
+    ids = [d["id"] for d in documents if graded_cids & set(d["verdicts"])]
+    if not ids:
+        return
+    found = {g.probe.id: g for g in await graded_answers(store, config, await store.probes_where(Probe.id.in_(ids)))}
+    for document in documents:
+        for cid, verdict in document["verdicts"].items():
+            if cid in graded_cids:
+                verdict["quality"] = csv_cells(found.get(document["id"]))
 
 
 def csv_document(row: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
@@ -145,11 +161,11 @@ def csv_document(row: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
             "subject": subject if isinstance(subject, str) else None, "verdicts": verdicts}
 
 
-async def iter_csv_documents(store: Store, where: ProbeFilter,
-                             after: Position | None = None) -> AsyncIterator[dict[str, Any]]:
+async def iter_csv_documents(store: Store, where: ProbeFilter, after: Position | None = None,
+                             config: Config | None = None) -> AsyncIterator[dict[str, Any]]:
     """`csv_document`s of every matching probe from `after` on, a page in memory at a time."""
     while True:
-        page, after = await csv_page(store, where, after, EXPORT_PAGE)
+        page, after = await csv_page(store, where, after, EXPORT_PAGE, config)
         for document in page:
             yield document
         if after is None:
@@ -246,9 +262,11 @@ def site_document(site: Site, commitments: list[str], *, contacts: bool) -> dict
     email: dict[str, Any] | None = None
     phone: dict[str, Any] | None = None
     if site.email is not None:
-        email = {"per_month": site.email.per_month} | ({"address": site.email.address} if contacts else {})
+        email = {"per_month": site.email.per_month, "max_per_month": site.email.max_per_month}
+        email |= {"address": site.email.address} if contacts else {}
     if site.phone is not None:
-        phone = {"per_month": site.phone.per_month, "out_of_hours_per_month": site.phone.out_of_hours_per_month}
+        phone = {"per_month": site.phone.per_month, "max_per_month": site.phone.max_per_month,
+                 "out_of_hours_per_month": site.phone.out_of_hours_per_month}
         phone |= {"number": site.phone.number} if contacts else {}
     return {"id": site.id, "name": site.name, "calendar": site.calendar, "office_calendar": site.office_calendar,
             "email": email, "phone": phone, "commitments": commitments}
@@ -262,8 +280,10 @@ def site_documents(config: Config, *, contacts: bool) -> list[dict[str, Any]]:
 
 
 def commitment_document(cid: str, commitment: Commitment) -> dict[str, Any]:
-    return {"id": cid, "channel": commitment.channel,
-            "within": {"unit": commitment.within.unit, "amount": commitment.within.amount},
+    within = commitment.within
+    return {"id": cid, "channel": commitment.channel, "kind": commitment.kind,
+            "within": {"unit": within.unit, "amount": within.amount} if within is not None else None,
+            "criteria": dict(commitment.criteria) if commitment.criteria is not None else None,
             "threshold_seconds": commitment.threshold_seconds, "counts": list(commitment.answer_kinds),
             "during": commitment.during, "ring_cadence_seconds": commitment.ring_cadence_seconds,
             "target": commitment.target_ratio}

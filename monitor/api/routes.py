@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor.api import handlers
 from monitor.api.auth import Authenticator
 from monitor.api.errors import json_errors
+from monitor.api.grade import body_schema as grade_schema
 from monitor.api.params import (
     CURSOR_PARAM,
     FROM,
@@ -53,6 +54,7 @@ class Route:
     body: dict[str, Any] | None = None
     description: str = ""
     not_found: bool = False
+    conflict: str = ""  # when the route can answer 409: what that means
     csv: bool = False
     download: bool = False
     tags: tuple[str, ...] = field(default=())
@@ -72,6 +74,13 @@ PROBE_FILTERS = (site_param(), CHANNEL_FILTER, COMMITMENT_FILTER, VERDICT_FILTER
 FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
                "csv streams every matching probe from `cursor` on as CSV (limit does not apply); "
                "without it, `Accept: text/csv` does the same.", one_of(("json", "csv")))
+COMPLIANCE_FORMAT = Param("format", {"type": "string", "enum": ["json", "csv"]},
+                          "csv: the same rows as CSV (UTF-8 with BOM); without it, `Accept: text/csv` does the same.",
+                          one_of(("json", "csv")))
+REVIEW_STATUS = Param("status", {"type": "string", "enum": ["to_review", "confirmed", "all"], "default": "to_review"},
+                      "to_review: some criterion is uncertain and undecided, or no auditor has looked at the answer; "
+                      "confirmed: the rest; all: both.", one_of(("to_review", "confirmed", "all")),
+                      default="to_review")
 EVIDENCE_ID = Param("evidence_id", {"type": "integer", "minimum": 1}, "An evidence id from the evidence list.",
                     parse_positive_int, location="path")
 PERIOD_NOTE = ("`from`/`to` select probes by planned instant (the order of the list); a date is a day in the "
@@ -86,10 +95,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/commitments", handlers.list_commitments, Role.viewer, "Commitments as configured",
           "CommitmentList"),
     Route("GET", "/compliance", handlers.compliance, Role.viewer, "Compliance per site × commitment",
-          "ComplianceList", (FROM, TO, site_param(), commitment_param()),
+          "ComplianceList", (FROM, TO, site_param(), commitment_param(), COMPLIANCE_FORMAT), csv=True,
           description="Every configured (site, commitment) pair over probes whose commitment clock started in "
-                      "[from, to); void probes are left out of the ratio; Wilson 95 % bounds. Without from/to: "
-                      "all history. Sites or commitments not in the config give an empty list."),
+                      "[from, to); void probes are left out of the ratio; Wilson bounds at `compliance.confidence` "
+                      "(95 % by default); `needed`: decided probes still needed to conclude (null: no number can). "
+                      "Without from/to: all history. Sites or commitments not in the config give an empty list."),
     Route("GET", "/calls", handlers.list_calls, Role.viewer, "Call records with their verdicts", "CallPage",
           (CALL_SOURCE, site_param(), COMMITMENT_FILTER, VERDICT_FILTER, FROM, TO, LIMIT, CURSOR_PARAM),
           description="`source=mystery` (default): the mystery calls placed (or that we failed to place: void), "
@@ -117,6 +127,18 @@ ROUTES: tuple[Route, ...] = (
           "ProbeDetail", (PROBE_ID_PARAM,), body=body_schema(), not_found=True,
           description="Appends a regrade event (who = the token's name, when, why); the verdicts are "
                       "recomputed from the log. Returns the probe as GET /probes/{id} shows it."),
+    Route("POST", "/probes/{id}/grade", handlers.grade, Role.auditor, "Decide quality criteria of an answer",
+          "Grading", (PROBE_ID_PARAM,), body=grade_schema(), not_found=True,
+          conflict="The probe has no answer to grade yet.",
+          description="Body: {criterion: met|not_met, …, reason, response_seq?}. Appends a grade event (who = "
+                      "the token's name, when, why); quality verdicts are recomputed. A criterion an auditor "
+                      "already decided needs a reason to be decided again. Returns the graded answer."),
+    Route("GET", "/grading", handlers.list_grading, Role.auditor, "Graded answers, to review or confirmed",
+          "GradingPage", (REVIEW_STATUS, site_param(), FROM, TO, LIMIT, CURSOR_PARAM),
+          description="Answers graded by a quality commitment, by planned instant, each with every criterion "
+                      "(the machine's result, its evidence span or reason, auditors' decisions) and its printable "
+                      "sheet. Filtering on status scans at most 2000 probes per page: a page may be short, follow "
+                      "next_cursor until it is null. " + PERIOD_NOTE),
 )
 
 

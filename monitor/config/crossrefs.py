@@ -14,7 +14,7 @@ Path_ = tuple[str | int, ...]
 
 
 def check_references(data: dict[str, Any]) -> list[tuple[Path_, str]]:
-    return [*_site_references(data), *_duplicate_site_ids(data), *_ring_long_enough(data)]
+    return [*_site_references(data), *_duplicate_site_ids(data), *_ring_long_enough(data), *_auto_has_budget(data)]
 
 
 def _names(data: dict[str, Any], section: str) -> list[str]:
@@ -151,3 +151,17 @@ def _phone_thresholds(data: dict[str, Any]) -> Iterator[float]:
             yield float(within["seconds"])
         elif isinstance(within.get("rings"), (int, float)):
             yield float(within["rings"]) * cadence
+
+
+def _auto_has_budget(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
+    """`per_month: auto` shares the channel's network budget: there must be one."""
+    planner = data.get("planner")
+    auto = planner.get("auto") if isinstance(planner, dict) else None
+    budget = auto.get("budget") if isinstance(auto, dict) else None
+    budgets = budget if isinstance(budget, dict) else {}
+    for i, site in _sites(data):
+        for channel, settings in site.items():
+            if isinstance(settings, dict) and settings.get("per_month") == "auto" and channel not in budgets:
+                yield ("sites", i, channel, "per_month"), (
+                    f"per_month: auto shares planner.auto.budget.{channel}, which is not set; give the probes "
+                    f"per month that the auto sites share, e.g. planner: {{auto: {{budget: {{{channel}: 600}}}}}}")

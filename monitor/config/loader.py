@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from monitor.config.channels import BUILT_IN, CONTEXT_KEY, ChannelSpec
 from monitor.config.composer import DocumentRefused, compose
 from monitor.config.crossrefs import check_references
-from monitor.config.channels import BUILT_IN, CONTEXT_KEY, ChannelSpec
 from monitor.config.models import Config, config_model
 
 Path_ = tuple[str | int, ...]

@@ -13,30 +13,30 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
-from datetime import date, time
 from collections.abc import Mapping
+from datetime import date, time
 from email.utils import parseaddr
-from functools import cache
 from enum import Enum
+from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from probes.calllogs.asterisk_csv import MasterCsvOptions
-from probes.calllogs.asterisk_sql import AsteriskSqlOptions
-from probes.calllogs.generic_csv import GenericCsvMapping
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
-from monitor.config.channels import BUILT_IN, ChannelSpec, channels_in
+from monitor.config.channels import BUILT_IN, OFF, ChannelSpec, channels_in
+from probes.calllogs.asterisk_csv import MasterCsvOptions
+from probes.calllogs.asterisk_sql import AsteriskSqlOptions
+from probes.calllogs.generic_csv import GenericCsvMapping
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -255,10 +255,24 @@ class Within(Frozen):
         return getattr(self, self.unit)
 
 
+Requirement = Literal["required", "optional", "off"]
+
+
 class Commitment(Frozen):
     channel: Annotated[str, Field(pattern=SLUG)] = Field(
         description="Which probes the commitment judges: a probe channel (`email`, `phone`, or a registered kind).")
-    within: Within = Field(description="The deadline: exactly one of its keys.")
+    kind: Literal["delay", "quality"] = Field(
+        default="delay",
+        description="`delay`: the first counted answer must come by the deadline (`within`). `quality`: the "
+                    "first counted answer is graded on named criteria (`criteria`) and meets the commitment "
+                    "when every required one holds; it has no deadline (email answers).")
+    within: Within | None = Field(default=None, description="The deadline: exactly one of its keys "
+                                                            "(delay commitments only).")
+    criteria: dict[str, Requirement] | None = Field(
+        default=None,
+        description="Quality commitments: criterion → `required`, `optional` (counts in the score only) or "
+                    "`off`; criteria not named keep the channel's default (email: greeting and closing optional, "
+                    "signed, contact, answers_question, not_holding and language required).")
     counts: tuple[str, ...] | None = Field(
         default=None, description="What counts as an answer (email: human_reply, auto_reply; phone: answered). "
                                 "Default: email human_reply; phone answered.")
@@ -284,6 +298,9 @@ class Commitment(Frozen):
             filled["counts"] = spec.default_counts
         if filled.get("target") is None:
             filled["target"] = spec.default_target
+        criteria = filled.get("criteria")
+        if filled.get("kind") == "quality" and (criteria is None or isinstance(criteria, dict)):
+            filled["criteria"] = {**spec.criteria, **(criteria or {})}
         return filled
 
     @field_validator("channel")
@@ -302,12 +319,53 @@ class Commitment(Frozen):
         if wrong or not counts:
             raise ValueError(f"counts {list(counts)} do not apply to the {self.channel} channel; "
                              f"use some of {list(spec.answers)}")
+        self._fits_kind(spec)
         if self.during != "any" and self.during not in spec.purposes:
             if not spec.purposes:
                 raise ValueError(f"'during' does not apply to {self.channel} commitments")
             raise ValueError(f"during: {self.during!r} is not known for {self.channel}; "
                              f"use any, {', '.join(spec.purposes)}")
         return self
+
+    def _fits_kind(self, spec: ChannelSpec) -> None:
+        if self.kind == "delay":
+            if self.within is None:
+                raise ValueError("give within: the deadline (working_days, business_hours, seconds or rings); "
+                                 "or kind: quality for a commitment on the answer's content")
+            if self.criteria is not None:
+                raise ValueError("criteria apply to quality commitments: add kind: quality, or drop criteria")
+            return
+        if self.within is not None:
+            raise ValueError("a quality commitment has no deadline (it grades the answer whenever it came): "
+                             "drop within")
+        if not spec.criteria:
+            raise ValueError(f"kind: quality needs a channel whose answers are graded; {self.channel} answers "
+                             "have no quality criteria")
+        unknown = [name for name in self.criteria or {} if name not in spec.criteria]
+        if unknown:
+            raise ValueError(f"unknown criterion {unknown[0]!r}; use some of {', '.join(spec.criteria)}")
+        if all(value == OFF for value in (self.criteria or {}).values()):
+            raise ValueError("every criterion is off: turn at least one on (required or optional)")
+
+    @property
+    def is_quality(self) -> bool:
+        return self.kind == "quality"
+
+    @property
+    def deadline_rule(self) -> Within:
+        """The deadline of a delay commitment (validation guarantees it has one)."""
+        if self.within is None:
+            raise ValueError("a quality commitment has no deadline")
+        return self.within
+
+    @property
+    def required_criteria(self) -> tuple[str, ...]:
+        return tuple(name for name, need in (self.criteria or {}).items() if need == "required")
+
+    @property
+    def graded_criteria(self) -> tuple[str, ...]:
+        """The criteria that count in the score: every one not `off`."""
+        return tuple(name for name, need in (self.criteria or {}).items() if need != OFF)
 
     @property
     def answer_kinds(self) -> tuple[str, ...]:
@@ -320,6 +378,8 @@ class Commitment(Frozen):
     @property
     def threshold_seconds(self) -> float | None:
         """Wall-clock threshold, for commitments measured in plain time."""
+        if self.within is None:
+            return None
         if self.within.seconds is not None:
             return self.within.seconds
         if self.within.rings is not None:
@@ -461,11 +521,31 @@ class PhoneLine(Frozen):
 # sites
 
 
+AUTO = "auto"
+PerMonth = Annotated[int, Field(ge=0, le=1000)] | Literal["auto"]
+MaxPerMonth = Annotated[int, Field(ge=1, le=1000)] | None
+
+
+def check_auto(per_month: int | str, max_per_month: int | None) -> None:
+    """`per_month: auto` goes with `max_per_month`, and `max_per_month` only with it."""
+    if per_month == AUTO and max_per_month is None:
+        raise ValueError("per_month: auto needs max_per_month: the most probes the site may get in a month")
+    if per_month != AUTO and max_per_month is not None:
+        raise ValueError("max_per_month applies to per_month: auto only")
+
+
 class SiteEmail(Frozen):
     address: str = Field(description="The site's published address.")
-    per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
-        default=4, description="Mystery emails planned per month; 0 plans none (`qualimon probe` still works).")
+    per_month: PerMonth = Field(
+        default=4, description="Mystery emails planned per month; 0 plans none (`qualimon probe` still works); "
+                               "`auto`: a share of `planner.auto.budget.email`, allocated where it decides most.")
+    max_per_month: MaxPerMonth = Field(default=None, description="With `per_month: auto`: the most a month gives it.")
     mailbox: str | None = Field(default=None, description="Mailbox that sends; default: the only one.")
+
+    @model_validator(mode="after")
+    def _auto(self) -> SiteEmail:
+        check_auto(self.per_month, self.max_per_month)
+        return self
 
     @field_validator("address")
     @classmethod
@@ -475,11 +555,18 @@ class SiteEmail(Frozen):
 
 class SitePhone(Frozen):
     number: str = Field(description="The site's published number, international form `+33199001234`.")
-    per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
-        default=8, description="Mystery calls per month inside opening hours (`phone.answer`).")
+    per_month: PerMonth = Field(
+        default=8, description="Mystery calls per month inside opening hours (`phone.answer`); `auto`: a share of "
+                               "`planner.auto.budget.phone`, allocated where it decides most.")
+    max_per_month: MaxPerMonth = Field(default=None, description="With `per_month: auto`: the most a month gives it.")
     out_of_hours_per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
         default=0, description="Calls per month outside opening hours (`phone.out_of_hours`).")
     line: str | None = Field(default=None, description="Phone line that calls; default: the only one.")
+
+    @model_validator(mode="after")
+    def _auto(self) -> SitePhone:
+        check_auto(self.per_month, self.max_per_month)
+        return self
 
     @field_validator("number")
     @classmethod
@@ -556,6 +643,19 @@ class ApiToken(Frozen):
         return value
 
 
+class AutoPlanConfig(Frozen):
+    """How `per_month: auto` sites share a network-wide budget (monitor/planner.py, `allocate`)."""
+
+    budget: dict[Annotated[str, Field(pattern=SLUG)], Annotated[int, Field(ge=0, le=10_000_000)]] = Field(
+        default_factory=dict,
+        description="Probes per month shared by the `per_month: auto` sites, per channel, e.g. `{email: 6000}`.")
+    min_per_month: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=1, description="What every auto site gets, decided or not (capped by its max_per_month).")
+    period: Literal["month", "quarter", "year"] = Field(
+        default="quarter", description="The results the allocation weighs: those of the current month, quarter "
+                                       "or year (the period an audit concludes on).")
+
+
 class PlannerConfig(Frozen):
     email_window: str = Field(default="08:00-20:00", description="Local hours at which a person would write.")
     out_of_hours_window: str = Field(
@@ -568,6 +668,8 @@ class PlannerConfig(Frozen):
         default=1, description="Months planned beyond the current one.")
     interval_seconds: Annotated[float, Field(gt=0)] = Field(default=3600.0, description="How often planning runs.")
     seed: int | None = Field(default=None, description="Fix the random draw (tests, demos).")
+    auto: AutoPlanConfig = Field(default_factory=AutoPlanConfig,
+                                 description="The budget `per_month: auto` sites share, and how it is allocated.")
 
     @field_validator("email_window", "out_of_hours_window")
     @classmethod
@@ -627,6 +729,9 @@ class ComplianceConfig(Frozen):
     min_samples: Annotated[int, Field(ge=1)] = Field(
         default=10, description="Below this many decided probes, an interval straddling the target is "
                                 "`insufficient_data`.")
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = Field(
+        default=0.95, description="Confidence of the Wilson interval (`ci_low`, `ci_high`) and of `needed`, the "
+                                  "probes still needed before the interval leaves the target.")
 
 
 class Config(Frozen):

@@ -8,11 +8,11 @@ and phone lines (a small SIP answering service), runs the real service on
 
 | museum | email desk | phone line |
 |---|---|---|
-| Maison de Victor Hugo | a person replies within a minute | answers after ~3 rings |
+| Maison de Victor Hugo | a person replies within a minute, signed with name, function, number | ~3 rings |
 | Musée Carnavalet | auto-acknowledgement, then a person | busy |
 | Petit Palais | never replies | never answers |
 | Musée Zadkine | the address bounces | answers after one ring |
-| Maison de Balzac | a person replies | closed: an answering machine picks up |
+| Maison de Balzac | a person replies, signed only « L'accueil » (quality missed) | closed: a machine answers |
 
 `qualimon status -c <workdir>/demo.yaml`, the status page, `/healthz` and
 `/metrics` show the verdicts as they come.  `pace` scales every delay (the
@@ -37,7 +37,7 @@ log = logging.getLogger("qualimon.demo")
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 PROBE_EVERY_SECONDS = 45.0
 DESKS = {
-    "contact.mvh@example.org": "reply",
+    "contact.mvh@example.org": "signed_reply",
     "accueil.carnavalet@example.org": "ack_then_reply",
     "info.petitpalais@example.org": "silent",
     "contact.zadkine@example.org": "bounce",

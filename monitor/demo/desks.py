@@ -4,7 +4,10 @@ One aiosmtpd server plays both our mail provider and the museums' desks:
 blind copies to our own address land in the demo Maildir; mail to a museum
 gets that museum's behaviour, written back into the Maildir after a delay:
 
-- `reply`        a person answers after a short while (Thunderbird style);
+- `signed_reply` a person answers after a short while, signed with a name, a function and a number
+                 (Thunderbird style): every reply-quality criterion met;
+- `reply`        a person answers after a short while, signed only « L'accueil » or « Le service des
+                 publics » (the answer's quality then misses `signed` and `contact`);
 - `ack_then_reply` an auto-acknowledgement at once, a person later (Outlook style, no In-Reply-To);
 - `silent`       never answers;
 - `bounce`       the address does not exist: a DSN 5.1.1 comes back.
@@ -36,6 +39,10 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 
 log = logging.getLogger("qualimon.demo")
 
+# A reply that meets every quality criterion: greeting, an answer, closing, a person with a function, a number.
+SIGNED_REPLY = ("Bonjour Madame,\n\nLe musée est ouvert du mardi au dimanche de 10 h à 18 h ; la réservation "
+                "n'est pas obligatoire, sauf pour les groupes (tarif de groupe : 8 € par personne).\n\n"
+                "Bien cordialement,\n\nClaire Dubois\nChargée d'accueil\nTél. 01 99 00 12 34")
 REPLIES = (
     "Bonjour,\n\nMerci pour votre message. Le musée est ouvert du mardi au dimanche de 10 h à 18 h ; "
     "la réservation n'est pas obligatoire.\n\nBien cordialement,\nL'accueil",
@@ -93,7 +100,9 @@ class DeskHandler:
 
     async def _answer(self, desk: str, probe: EmailMessage) -> None:
         behaviour = self.behaviours.get(desk, "silent")
-        if behaviour == "reply":
+        if behaviour == "signed_reply":
+            await self._after("reply", lambda: reply(desk, probe, SIGNED_REPLY))
+        elif behaviour == "reply":
             await self._after("reply", lambda: reply(desk, probe, random.choice(REPLIES)))
         elif behaviour == "ack_then_reply":
             await self._after("ack", lambda: auto_ack(desk, probe))

@@ -146,7 +146,7 @@ def nominal_threshold_seconds(commitment: Commitment) -> float:
     wall_clock = commitment.threshold_seconds
     if wall_clock is not None:
         return wall_clock
-    within = commitment.within
+    within = commitment.deadline_rule
     if within.working_days is not None:
         return within.working_days * DAY
     assert within.business_hours is not None  # Within guarantees exactly one unit
@@ -154,7 +154,7 @@ def nominal_threshold_seconds(commitment: Commitment) -> float:
 
 
 def delay_buckets(config: Config) -> tuple[float, ...]:
-    thresholds = (nominal_threshold_seconds(c) for c in config.commitments.values())
+    thresholds = (nominal_threshold_seconds(c) for c in config.commitments.values() if c.within is not None)
     return tuple(sorted({*BASE_DELAY_BUCKETS, *thresholds}))
 
 
@@ -182,6 +182,7 @@ class Layout:
     site_channels: tuple[tuple[str, str], ...]
     planned_site_channels: tuple[tuple[str, str], ...]
     site_commitments: tuple[tuple[str, str], ...]
+    timed_site_commitments: tuple[tuple[str, str], ...]   # those with a deadline (not quality ones)
     written_site_commitments: tuple[tuple[str, str], ...]
     site_responses: tuple[tuple[str, str, str], ...]
     call_sites: tuple[str, ...]
@@ -196,10 +197,14 @@ class Layout:
             site_channels=tuple((s.id, ch) for s, ch in pairs),
             planned_site_channels=tuple((s.id, ch) for s, ch in pairs if _planned(config, s, ch)),
             site_commitments=tuple((s.id, cid) for s, ch in pairs for cid in config.commitments_for(ch)),
+            # A quality commitment has no deadline: no delay to observe, nothing overdue.
+            timed_site_commitments=tuple((s.id, cid) for s, ch in pairs for cid, c in config.commitments_for(ch).items()
+                                         if c.within is not None),
             # Business delay (time inside working days) describes written answers;
             # a call is answered in seconds, where it would only repeat the wall clock.
             written_site_commitments=tuple(
-                (s.id, cid) for s, ch in pairs if specs[ch].office_calendar for cid in config.commitments_for(ch)
+                (s.id, cid) for s, ch in pairs if specs[ch].office_calendar
+                for cid, c in config.commitments_for(ch).items() if c.within is not None
             ),
             site_responses=tuple((s.id, ch, kind) for s, ch in pairs for kind in specs[ch].responses),
             call_sites=tuple(dict.fromkeys(s.id for s, ch in pairs if specs[ch].calls)),
@@ -211,7 +216,7 @@ class Layout:
 def _planned(config: Config, site: Site, channel: str) -> bool:
     # The "no probe sent in 7 days" alert watches the planner; a channel with
     # every quota at 0 is deliberately paused and must not trip it.
-    return sum(slot.per_month for slot in config.channels[channel].plan(site.section(channel))) > 0
+    return any(slot.per_month > 0 or slot.auto for slot in config.channels[channel].plan(site.section(channel)))
 
 
 def _product(pairs: Iterable[tuple[str, ...]], values: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -287,7 +292,7 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
         "verdicts": (spec("qualimon_verdicts", "counter", "Decided verdicts per probe and commitment",
                           [*scm, "verdict"]), _product(lay.site_commitments, VERDICTS)),
         "delay": (spec("qualimon_response_delay_seconds", "histogram", "Wall-clock delay of answers", scm, delays),
-                  lay.site_commitments),
+                  lay.timed_site_commitments),
         "business_delay": (spec("qualimon_response_delay_business_seconds", "histogram",
                                 "Delay of answers counted inside working days", scm, delays),
                            lay.written_site_commitments),
@@ -295,7 +300,7 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
                         lay.site_channels),
         "probes_overdue": (spec("qualimon_probes_overdue", "gauge",
                                 "Probes past a deadline with no qualifying answer yet (from the database)", scm),
-                           lay.site_commitments),
+                           lay.timed_site_commitments),
         "oldest_open_age": (spec("qualimon_oldest_open_probe_age_seconds", "gauge",
                                  "Age of the oldest open probe (from the database)", sc), lay.site_channels),
         "compliance": (spec("qualimon_commitment_compliance_ratio", "gauge",

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from monitor.compliance import Compliance
 from monitor.config.models import Config
-from monitor.store.schema import Verdict
+from monitor.grading import GradedAnswer, graded_answers, quality_commitments
+from monitor.store.schema import Probe, Verdict
 from monitor.store.store import Store, in_period
 from monitor.web.charts import DelayHistogram, Measure, measure_for
 from monitor.web.results import Reply, pick_reply, replies_for
@@ -53,7 +54,7 @@ class Histograms:
 
 async def delay_histograms(store: Store, config: Config, start: datetime, end: datetime,
                            site: str | None = None) -> Histograms:
-    hists = Histograms({cid: measure_for(c) for cid, c in config.commitments.items()})
+    hists = Histograms({cid: measure_for(c) for cid, c in config.commitments.items() if c.within is not None})
     query = (select(Verdict.site, Verdict.commitment, Verdict.verdict, Verdict.delay_seconds,
                     Verdict.business_delay_seconds)
              .where(in_period(Verdict.started_at, start, end), Verdict.verdict.in_(("met", "missed"))))
@@ -95,6 +96,21 @@ async def missed_probes(store: Store, site: str, start: datetime, end: datetime,
     return [MissedProbe(r.probe_id, r.commitment, r.channel, r.started_at, r.deadline, r.answered_at,
                         r.delay_seconds, r.late, r.reason, pick_reply(replies.get(r.probe_id, []), r.answered_at))
             for r in rows]
+
+
+async def graded_for_site(store: Store, config: Config, site: str, start: datetime, end: datetime,
+                          limit: int) -> tuple[list[GradedAnswer], int]:
+    """The site's graded answers of the period (clock started in it), at most `limit`, and how many there are."""
+    cids = list(quality_commitments(config))
+    if not cids:
+        return [], 0
+    where = (Verdict.site == site, in_period(Verdict.started_at, start, end), Verdict.commitment.in_(cids),
+             Verdict.answered_at.is_not(None))
+    async with store.read() as conn:
+        ids = list(dict.fromkeys(r.probe_id for r in (await conn.execute(
+            select(Verdict.probe_id).where(*where).order_by(Verdict.started_at, Verdict.probe_id))).all()))
+    probes = await store.probes_where(Probe.id.in_(ids[:limit])) if ids else []
+    return await graded_answers(store, config, probes), len(ids)
 
 
 def by_site(rows: list[Compliance]) -> dict[str, list[Compliance]]:

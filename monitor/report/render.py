@@ -14,6 +14,8 @@ from datetime import datetime
 
 from monitor.compliance import Compliance, compliance
 from monitor.config.models import Commitment, Config, Site
+from monitor.grading import GradedAnswer
+from monitor.quality import score
 from monitor.report.data import Histograms, MissedProbe
 from monitor.report.evidence import EvidenceFile, safe_component
 from monitor.report.period import Period
@@ -65,6 +67,8 @@ class SiteData:
     missed: Sequence[MissedProbe]
     missed_total: int
     evidence: Mapping[str, Sequence[EvidenceFile]]
+    graded: Sequence[GradedAnswer] = ()
+    graded_total: int = 0
 
 
 def site_file(site_id: str) -> str:
@@ -81,8 +85,8 @@ def index_file(page: int) -> str:
 def render_index_page(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str:
     parts = [_header(ctx, f"{TITLE} — {ctx.period.label}"), _nav(ctx, page)]
     if page == 1:
-        parts += [_chain_section(ctx), _network_section(ctx)]
-    parts += [_sites_compliance(ctx, page, sites), _config_section(ctx, page, sites), _nav(ctx, page)]
+        parts += [chain_section(ctx), network_section(ctx)]
+    parts += [sites_compliance(ctx, page, sites), config_section(ctx, page, sites), _nav(ctx, page)]
     title = f"{TITLE} — {ctx.period.label}" + (f" — sites page {page}" if page > 1 else "")
     return document(title, "\n".join(parts), CSS, csp_meta=CSP)
 
@@ -107,7 +111,7 @@ def _nav(ctx: ReportContext, page: int) -> str:
     return f'<nav aria-label="report pages">{" · ".join(links)}</nav>' if len(links) > 1 else ""
 
 
-def _chain_section(ctx: ReportContext) -> str:
+def chain_section(ctx: ReportContext) -> str:
     chain = ctx.chain
     if chain.ok:
         verdict = (f'<p class="ok-text">✓ Intact: {chain.events} events verified in order, each hash matching '
@@ -122,10 +126,10 @@ def _chain_section(ctx: ReportContext) -> str:
             "Re-check at any time with <code>qualimon verify</code>.</p></section>")
 
 
-def _network_section(ctx: ReportContext) -> str:
+def network_section(ctx: ReportContext) -> str:
     pooled = [_pooled(ctx, cid, c) for cid, c in ctx.config.commitments.items()]
     figures = "".join(_figure(ctx.hists.network.get(cid) or ctx.hists.empty(cid), cid, c, "all sites")
-                      for cid, c in ctx.config.commitments.items())
+                      for cid, c in ctx.config.commitments.items() if c.within is not None)
     return ('<section id="network"><h2>Network summary</h2>'
             f"{_status_counts(ctx)}"
             + compliance_table(pooled, caption="All reported sites pooled, per commitment")
@@ -140,7 +144,8 @@ def _pooled(ctx: ReportContext, cid: str, commitment: Commitment) -> Compliance:
             if c.commitment == cid:
                 for verdict in counts:
                     counts[verdict] += getattr(c, verdict)
-    return compliance("(all sites)", cid, counts, commitment.target_ratio, ctx.config.compliance.min_samples)
+    return compliance("(all sites)", cid, counts, commitment.target_ratio, ctx.config.compliance.min_samples,
+                      ctx.config.compliance.confidence)
 
 
 def _status_counts(ctx: ReportContext) -> str:
@@ -156,7 +161,7 @@ def _status_counts(ctx: ReportContext) -> str:
             f"</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str:
+def sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str:
     links = {s.id: f'<a href="{esc(site_file(s.id))}">{esc(s.name)}</a><br><small>{esc(s.id)}</small>'
              for s in sites}
     rows = [c for s in sites for c in ctx.rows_by_site.get(s.id, ())]
@@ -164,12 +169,14 @@ def _sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> s
     caption = f"Compliance per site and commitment — sites {first}–{first + len(sites) - 1} of {len(ctx.sites)}"
     return ('<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">n = met + missed; ratio = met ÷ n (void probes, the monitor\'s own failures, and pending '
-            "ones are left out); 95% Wilson score interval; <em>insufficient data</em> when fewer than "
-            f"{ctx.config.compliance.min_samples} decided probes leave the interval across the target.</p>"
+            f"ones are left out); {ctx.config.compliance.confidence:.0%} Wilson score interval; <em>insufficient "
+            f"data</em> when fewer than {ctx.config.compliance.min_samples} decided probes leave the interval across "
+            "the target; <em>needed</em>: further decided probes that would conclude if they went the way the "
+            "results point (0: concluded, – : no number can).</p>"
             f'<div class="wide">{compliance_table(rows, links, caption)}</div></section>')
 
 
-def _config_section(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str:
+def config_section(ctx: ReportContext, page: int, sites: Sequence[Site]) -> str:
     parts = ['<section id="config"><h2>Configuration audited</h2>']
     if page == 1:
         parts.append(_commitments_table(ctx.config))
@@ -190,6 +197,8 @@ def _commitments_table(config: Config) -> str:
 
 def describe_within(c: Commitment) -> str:
     within = c.within
+    if within is None:
+        return f"no deadline: the answer is graded (required: {', '.join(c.required_criteria) or 'none'})"
     if within.working_days is not None:
         n = within.working_days
         return f"{n} working day{'s' if n > 1 else ''} (to the end of the day)"
@@ -231,7 +240,7 @@ def render_site_page(ctx: ReportContext, data: SiteData) -> str:
 def render_all_sites(ctx: ReportContext, sections: Sequence[str]) -> str:
     body = "\n".join([_header(ctx, f"{TITLE} — {ctx.period.label} — every site"),
                       '<nav aria-label="report pages"><a href="index.html">← network report</a></nav>',
-                      _chain_section(ctx), _network_section(ctx), *sections])
+                      chain_section(ctx), network_section(ctx), *sections])
     return document(f"{TITLE} — {ctx.period.label} — every site", body, CSS, csp_meta=CSP)
 
 
@@ -239,12 +248,13 @@ def site_section(ctx: ReportContext, data: SiteData) -> str:
     site = data.site
     rows = ctx.rows_by_site.get(site.id, ())
     figures = "".join(_figure(ctx.hists.get(site.id, c.commitment), c.commitment,
-                              ctx.config.commitments[c.commitment], site.name) for c in rows)
+                              ctx.config.commitments[c.commitment], site.name) for c in rows
+                      if ctx.config.commitments[c.commitment].within is not None)
     return (f'<section class="site" id="site-{esc(site.id)}" data-site="{esc(site.id)}">'
             f"<h2>{esc(site.name)} <small>({esc(site.id)})</small></h2>"
             + compliance_table(rows, caption=f"Compliance, {ctx.period.label}")
             + f'<h3>Delay distributions</h3><div class="charts">{figures or "<p>No commitment applies.</p>"}</div>'
-            + _missed_table(ctx, data) + "</section>")
+            + _missed_table(ctx, data) + _quality_table(ctx, data) + "</section>")
 
 
 def _figure(hist: DelayHistogram, cid: str, commitment: Commitment, who: str) -> str:
@@ -258,6 +268,8 @@ def _figure(hist: DelayHistogram, cid: str, commitment: Commitment, who: str) ->
 def _nominal_note(commitment: Commitment) -> str:
     """Why the line is only a guide for calendar deadlines (the colours are the recorded verdicts)."""
     within = commitment.within
+    if within is None:
+        return ""
     if within.working_days is not None:
         return (f". The deadline is the end of working day {within.working_days} after the day of sending, so an "
                 "answer with a little more business time can still be in time; the colours are the recorded verdicts")
@@ -298,6 +310,40 @@ def _missed_row(ctx: ReportContext, m: MissedProbe, evidence: Sequence[EvidenceF
              tag("td", reply.sender if reply and reply.sender else "–", class_="sender"),
              f"<td>{_evidence_links(evidence)}</td>"]
     return f'<tr data-probe="{esc(m.probe_id)}">{"".join(cells)}</tr>'
+
+
+CRITERION_MARK = {True: "✓", False: "✗", None: "?"}
+
+
+def _quality_table(ctx: ReportContext, data: SiteData) -> str:
+    """The site's graded answers: each criterion as it stands, and who decided what."""
+    if not data.graded:
+        return ""
+    criteria = data.graded[0].criteria
+    heads = "".join(f'<th scope="col">{esc(h)}</th>' for h in ("probe", "answered", *criteria, "verdict", "score",
+                                                              "decided by"))
+    rows = "\n".join(_quality_row(ctx, g) for g in data.graded)
+    more = ""
+    if data.graded_total > len(data.graded):
+        more = (f'<p class="note">Showing the first {len(data.graded)} of {data.graded_total} graded answers; '
+                "all are in <code>qualimon export --format csv</code> (columns criteria, decided_by).</p>")
+    return (f'<h3>Answer quality ({data.graded_total} graded)</h3>{more}<div class="wide"><table class="quality">'
+            f"<thead><tr>{heads}</tr></thead>\n<tbody>\n{rows}\n</tbody></table></div>"
+            '<p class="note">✓ met, ✗ not met, ? not sure (the machine is unsure and no auditor decided); '
+            "<em>a</em> after a mark: decided by an auditor. Score: share of the graded criteria met.</p>")
+
+
+def _quality_row(ctx: ReportContext, graded: GradedAnswer) -> str:
+    marks = "".join(
+        tag("td", CRITERION_MARK[s.met if s.certain else None] + (" a" if s.decided_by else ""),
+            class_="num", title=s.reason) for s in graded.standings)
+    verdicts = "; ".join(f"{cid}: {v.verdict}" for cid, v in graded.verdicts.items()) or "pending"
+    scores = [score(graded.grading, c.graded_criteria) for c in graded.commitments.values()]
+    value = next((s for s in scores if s is not None), None)
+    return (f'<tr data-probe="{esc(graded.probe.id)}">{tag("td", graded.probe.id, class_="hash")}'
+            f"{tag('td', fmt_local(graded.answered_at, ctx.tz))}{marks}{tag('td', verdicts)}"
+            f"{tag('td', '–' if value is None else f'{value:.0%}', class_='num')}"
+            f"{tag('td', ', '.join(graded.deciders) or '–')}</tr>")
 
 
 def _evidence_links(files: Sequence[EvidenceFile]) -> str:

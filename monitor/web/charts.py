@@ -40,7 +40,7 @@ class Measure:
 
 
 def measure_for(commitment: Commitment) -> Measure:
-    within = commitment.within
+    within = commitment.deadline_rule
     threshold = commitment.threshold_seconds
     if threshold is not None:
         unit, scale = unit_for(threshold)

@@ -115,8 +115,17 @@ def compliance_summary(c: Compliance) -> str:
         return (f"{c.site}, {c.commitment}: {status_label(c.status)}, no decided probe "
                 f"({c.pending} pending, {c.void} void), target {fmt_target(c.target)}")
     return (f"{c.site}, {c.commitment}: {status_label(c.status)}, {c.met} of {c.n} met ({fmt_ratio(c.ratio)}), "
-            f"95% interval {fmt_ci(c.ci_low, c.ci_high)}, target {fmt_target(c.target)}, "
-            f"{c.pending} pending, {c.void} void")
+            f"interval {fmt_ci(c.ci_low, c.ci_high)}, target {fmt_target(c.target)}, "
+            f"{c.pending} pending, {c.void} void, {fmt_needed(c.needed)}")
+
+
+def fmt_needed(needed: int | None) -> str:
+    """`needed` in words: what it takes to conclude."""
+    if needed is None:
+        return "no number of probes can conclude"
+    if needed == 0:
+        return "concluded"
+    return f"{needed} more decided probe{'s' if needed > 1 else ''} to conclude"
 
 
 def compliance_data_attrs(c: Compliance) -> str:
@@ -124,15 +133,16 @@ def compliance_data_attrs(c: Compliance) -> str:
     return attrs({"data-site": c.site, "data-commitment": c.commitment, "data-status": c.status,
                   "data-n": c.n, "data-met": c.met, "data-missed": c.missed, "data-pending": c.pending,
                   "data-void": c.void, "data-ratio": _num(c.ratio), "data-ci-low": _num(c.ci_low),
-                  "data-ci-high": _num(c.ci_high), "data-target": _num(c.target)})
+                  "data-ci-high": _num(c.ci_high), "data-target": _num(c.target),
+                  "data-needed": "" if c.needed is None else c.needed})
 
 
 def _num(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
-COMPLIANCE_HEADERS = ("site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "95% interval",
-                      "target", "status")
+COMPLIANCE_HEADERS = ("site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "interval",
+                      "target", "status", "needed")
 
 
 def compliance_table(rows: Iterable[Compliance], site_cell: Mapping[str, str] | None = None,
@@ -151,6 +161,7 @@ def _compliance_row(c: Compliance, site_html: str | None) -> str:
         *(f'<td class="num">{v}</td>' for v in (c.n, c.met, c.missed, c.pending, c.void)),
         f'<td class="num">{esc(fmt_ratio(c.ratio))}</td>', f'<td class="num">{esc(fmt_ci(c.ci_low, c.ci_high))}</td>',
         f'<td class="num">{esc(fmt_target(c.target))}</td>', status_badge(c.status),
+        f'<td class="num">{"–" if c.needed is None else c.needed}</td>',
     ]
     return f"<tr{compliance_data_attrs(c)}>{''.join(cells)}</tr>"
 

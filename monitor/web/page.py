@@ -36,6 +36,7 @@ from aiohttp import web
 from monitor.compliance import Compliance
 from monitor.config.models import Config, Site
 from monitor.derived import overdue as overdue_counts
+from monitor.grading import SHEET_PATH, Unsure, awaiting_review, graded_reply_kinds
 from monitor.status import compliance_rows
 from monitor.store.errors import is_outage
 from monitor.web.cache import ShortCache
@@ -91,6 +92,7 @@ class StatusView:
     recent: Sequence[ResultLine]
     health: Mapping[str, Any]
     show_replies: bool = True
+    unsure: tuple[int, Sequence[Unsure]] = (0, ())   # answers whose quality waits for an auditor
     error: str | None = None
     commitments: Sequence[str] = field(default_factory=tuple)
 
@@ -137,6 +139,7 @@ class Figures:
     open: dict[str, int]
     overdue: dict[str, int]
     recent: list[ResultLine]
+    unsure: tuple[int, Sequence[Unsure]]
 
 
 async def load_view(service: Any, days: int, page: int, show_replies: bool = True,
@@ -167,7 +170,7 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
     rows = figures.rows
     return StatusView(**{**base, "generated_at": figures.read_at}, cells={(c.site, c.commitment): c for c in rows},
                       totals=Counter(c.status for c in rows), open=figures.open, overdue=figures.overdue,
-                      recent=figures.recent)
+                      recent=figures.recent, unsure=figures.unsure)
 
 
 async def _read(service: Any, days: int) -> Figures:
@@ -177,7 +180,8 @@ async def _read(service: Any, days: int) -> Figures:
 async def _read_unbounded(service: Any, now: datetime, days: int) -> Figures:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
-    return Figures(now, rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT))
+    recent = await recent_results(service.store, RECENT_LIMIT)
+    return Figures(now, rows, open_, overdue, recent, await awaiting_review(service.store, service.config))
 
 
 async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
@@ -207,6 +211,7 @@ def render_status_page(view: StatusView) -> str:
         f'<p class="badge bad-text" role="alert">Figures unavailable: {esc(view.error)}</p>' if view.error else "",
         _summary(view),
         _matrix_section(view),
+        _review_section(view),
         _recent_section(view),
         _health_section(view),
         _footer(view),
@@ -245,7 +250,8 @@ def _matrix_section(view: StatusView) -> str:
                f"{first + len(view.sites)} of {view.total_sites}")
     return (f'<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures) and pending '
-            "ones are left out. Hover a cell for the 95% Wilson interval.</p>"
+            f"ones are left out. Hover a cell for the {view.config.compliance.confidence:.0%} Wilson interval and the "
+            "decided probes still needed to conclude.</p>"
             f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
             f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
             f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")
@@ -288,7 +294,8 @@ def _recent_section(view: StatusView) -> str:
     head = ["decided", "site", "channel", "commitment", "verdict", "delay", "answer"]
     if view.show_replies:
         head += ["reply subject", "sender"]
-    rows = "\n".join(_recent_row(line, tz, view.show_replies) for line in view.recent)
+    graded = graded_reply_kinds(view.config) if view.show_replies else {}
+    rows = "\n".join(_recent_row(line, tz, view.show_replies, graded) for line in view.recent)
     if not view.recent:
         rows = f'<tr><td colspan="{len(head)}">No decision yet.</td></tr>'
     heads = "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
@@ -297,7 +304,7 @@ def _recent_section(view: StatusView) -> str:
             f"<thead><tr>{heads}</tr></thead>\n<tbody>\n{rows}\n</tbody></table></div></section>")
 
 
-def _recent_row(line: ResultLine, tz: str, show_replies: bool) -> str:
+def _recent_row(line: ResultLine, tz: str, show_replies: bool, graded: Mapping[str, set[str]]) -> str:
     verdict = line.verdict + (" (late)" if line.late else "")
     if line.reason and line.verdict != "met":
         verdict += f": {line.reason}"
@@ -305,12 +312,38 @@ def _recent_row(line: ResultLine, tz: str, show_replies: bool) -> str:
     cells = [
         tag("td", fmt_local(line.decided_at, tz)), tag("td", line.site), tag("td", line.channel),
         tag("td", line.commitment), tag("td", verdict, class_=f"verdict v-{line.verdict} reason"),
-        tag("td", fmt_delay(line.delay_seconds), class_="num"), tag("td", reply.kind if reply else "–"),
+        tag("td", fmt_delay(line.delay_seconds), class_="num"), _answer_cell(line, graded),
     ]
     if show_replies:
         cells += [tag("td", reply.subject if reply and reply.subject is not None else "–", class_="subject"),
                   tag("td", reply.sender if reply and reply.sender else "–", class_="sender")]
     return f'<tr data-probe="{esc(line.probe_id)}">{"".join(cells)}</tr>'
+
+
+def _answer_cell(line: ResultLine, graded: Mapping[str, set[str]]) -> str:
+    """The answer's kind, with a link to its grading sheet when a quality commitment grades it."""
+    reply = line.reply
+    if reply is None:
+        return "<td>–</td>"
+    if reply.kind not in graded.get(line.channel, set()):
+        return tag("td", reply.kind)
+    href = SHEET_PATH.format(id=line.probe_id)
+    return f'<td>{esc(reply.kind)} · <a class="sheet" href="{esc(href)}">grading sheet</a></td>'
+
+
+def _review_section(view: StatusView) -> str:
+    total, latest = view.unsure
+    if not total:
+        return ""
+    items = "".join(
+        f"<li>{esc(fmt_local(u.answered_at, view.config.timezone))} · {esc(u.site)} · {esc(u.commitment)}: "
+        f"{esc(u.reason or 'to review')}"
+        + (f' — <a class="sheet" href="{esc(SHEET_PATH.format(id=u.probe_id))}">grading sheet</a>'
+           if view.show_replies else "") + "</li>" for u in latest)
+    return (f'<section id="review"><h2>Answers waiting for an auditor ({total})</h2>'
+            '<p class="note">The machine is unsure of a required quality criterion: the verdict stays pending '
+            "until an auditor decides (<code>POST /api/v1/probes/{id}/grade</code>; the list of all answers to "
+            f"review is <code>GET /api/v1/grading?status=to_review</code>).</p><ul>{items}</ul></section>")
 
 
 def _health_section(view: StatusView) -> str:

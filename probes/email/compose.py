@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from monitor.config.models import Config, Mailbox, Site
+from probes.email.quality import Needs, parse_needs
 
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
@@ -49,6 +50,7 @@ class Template:
     subjects: tuple[str, ...]
     body: str
     choices: dict[str, tuple[str, ...]]
+    needs: Needs = Needs()  # what an answer to this question contains (reply-quality grading)
 
 
 def default_template_dir() -> Path:
@@ -80,7 +82,11 @@ def load_template(path: Path) -> Template:
     if not isinstance(data, dict) or not data.get("subjects") or not isinstance(data.get("body"), str):
         raise TemplateError(f"{path}: needs 'subjects' (a list) and 'body' (text)")
     choices = {str(k): tuple(str(x) for x in v) for k, v in (data.get("choices") or {}).items()}
-    template = Template(path.stem, tuple(str(s) for s in data["subjects"]), data["body"], choices)
+    try:
+        needs = parse_needs(data.get("needs"))
+    except ValueError as exc:
+        raise TemplateError(f"{path}: {exc}") from None
+    template = Template(path.stem, tuple(str(s) for s in data["subjects"]), data["body"], choices, needs)
     _check_placeholders(path, template)
     return template
 

@@ -6,7 +6,10 @@ answer (by Message-ID, token, plus-address or correspondent) and asks the
 runner to record it:
 
 - a human reply or auto-reply → a `response` event, with the raw message as
-  evidence; the runner decides the verdicts;
+  evidence; the runner decides the verdicts; an answer that a `quality`
+  commitment grades also gets its `assessment` (probes/email/quality.py:
+  the answer without its quote, against what the template's question needs
+  and in the request's language), recorded with it;
 - a permanent bounce → the probe is `missed` with reason `undeliverable`
   and an operator-visible `operator_alert` event (the published address does
   not work: that is the service's failure);
@@ -28,9 +31,11 @@ from monitor.config.models import Config
 from monitor.kinds import ProbeQueries, Recorder, Response
 from monitor.store.records import EvidenceItem, ProbeRecord
 from probes.email.classify import Classification, classify
+from probes.email.compose import Template, TemplateError, load_templates, template_dir
 from probes.email.match import Match, ProbeRef, match_message
 from probes.email.message import ParsedMessage, normalize_message_id, parse_message
 from probes.email.owncopy import find_message
+from probes.email.quality import assess_reply, request_language
 from probes.email.token import find_tokens, token_from_address
 from probes.email.watcher import FetchedMessage
 
@@ -45,6 +50,10 @@ class ReplyPipeline:
         self.probes = probes
         self.config = config
         self.site_by_address = {s.email.address.lower(): s.id for s in config.sites if s.email is not None}
+        self.own_addresses = {m.email.lower() for m in config.mailboxes.values()}
+        self.graded_kinds = {kind for c in config.commitments_for("email").values() if c.is_quality
+                             for kind in c.answer_kinds}
+        self._templates: dict[str, Template] | None = None
 
     async def handle(self, fetched: FetchedMessage) -> str:
         """Record what `fetched` answers; returns what was done (for logs and tests)."""
@@ -76,7 +85,32 @@ class ReplyPipeline:
                           f"({verdict.status_code or 'no status'}): check it with the site")
             return
         counts = verdict.kind not in NOT_COUNTED
-        await self.recorder.record_response(probe_id, Response(verdict.kind, at, details, counts=counts), evidence)
+        assessment = await self._assessment(probe_id, evidence[0].data) if counts and \
+            verdict.kind in self.graded_kinds else None
+        await self.recorder.record_response(probe_id, Response(verdict.kind, at, details, counts=counts,
+                                                               assessment=assessment), evidence)
+
+    async def _assessment(self, probe_id: str, raw: bytes) -> dict[str, Any]:
+        """The grade of the answer in `raw` (the bytes kept as evidence), against the question we asked."""
+        probe = await self.probes.probe(probe_id)
+        details = probe.details if probe is not None else {}
+        template = self.templates().get(str(details.get("template", "")))
+        asked = details.get("body") or (template.body if template else "")
+        assessment = assess_reply(raw, template.needs if template else None, request_language(str(asked)),
+                                  own_addresses=self.own_addresses)
+        data = assessment.data()
+        data["template"] = template.name if template else None
+        return data
+
+    def templates(self) -> dict[str, Template]:
+        """The templates by name; none when they cannot be read (the answer is then graded without needs)."""
+        if self._templates is None:
+            try:
+                self._templates = {t.name: t for t in load_templates(template_dir(self.config))}
+            except TemplateError as exc:
+                log.warning("grading without the templates' needs: %s", exc)
+                self._templates = {}
+        return self._templates
 
     async def _whole(self, fetched: FetchedMessage, message: ParsedMessage) -> bytes:
         """Auditors get the whole message: the watcher read only its head and a prefix of the body."""

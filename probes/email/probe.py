@@ -41,7 +41,9 @@ async def run(probe: ProbeRecord, ctx: ProbeContext) -> ProbeOutcome:
     composed = compose(_rng.choice(_templates(ctx)), site=site, mailbox=mailbox, token=token, message_id=message_id,
                        now=ctx.clock.now(), rng=_rng, reply_to=reply_to)
     recipients = [site.email.address] + ([mailbox.email] if mailbox.bcc_self else [])
-    details = {"to": site.email.address, "subject": composed.subject, "template": composed.template}
+    # The text we asked, kept so the answer can be graded against it (its language, the grading sheet).
+    details = {"to": site.email.address, "subject": composed.subject, "template": composed.template,
+               "body": composed.message.get_content()}
 
     async def record_intent() -> None:
         await ctx.mark_sending(token=token, message_id=message_id, **details)

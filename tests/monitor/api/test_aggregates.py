@@ -66,7 +66,8 @@ async def test_viewers_see_sites_without_their_contacts_and_auditors_with_them(a
     viewer = await api.json("/api/v1/sites", "viewer")
     auditor = await api.json("/api/v1/sites", "auditor")
     assert viewer[0] == {"id": "petit-palais", "name": "Petit Palais", "calendar": "always", "office_calendar": None,
-                         "email": {"per_month": 0}, "phone": {"per_month": 0, "out_of_hours_per_month": 0},
+                         "email": {"per_month": 0, "max_per_month": None},
+                         "phone": {"per_month": 0, "max_per_month": None, "out_of_hours_per_month": 0},
                          "commitments": ["email.ack", "email.reply", "phone.answer"]}
     assert auditor[0]["email"]["address"] == "info.pp@example.org"
     assert auditor[0]["phone"]["number"] == "+33199001234"
@@ -76,9 +77,9 @@ async def test_viewers_see_sites_without_their_contacts_and_auditors_with_them(a
 async def test_commitments_show_thresholds_and_targets(api):
     commitments = {c["id"]: c for c in await api.json("/api/v1/commitments", "viewer")}
     assert commitments["phone.answer"] == {
-        "id": "phone.answer", "channel": "phone", "within": {"unit": "rings", "amount": 5.0},
-        "threshold_seconds": 25.0, "counts": ["answered"], "during": "open", "ring_cadence_seconds": 5.0,
-        "target": 0.85}
+        "id": "phone.answer", "channel": "phone", "kind": "delay", "within": {"unit": "rings", "amount": 5.0},
+        "criteria": None, "threshold_seconds": 25.0, "counts": ["answered"], "during": "open",
+        "ring_cadence_seconds": 5.0, "target": 0.85}
     assert commitments["email.ack"]["target"] == 0.9
 
 
@@ -130,3 +131,16 @@ async def test_call_log_pages_neither_skip_nor_repeat(api, service, clock):
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 7
+
+
+async def test_compliance_as_csv_carries_the_same_rows_with_needed(api):
+    rows = await api.json("/api/v1/compliance", "viewer")
+    for query, headers in (({"format": "csv"}, None), (None, {"Accept": "text/csv"})):
+        response = await api.get("/api/v1/compliance", "viewer", params=query, headers=headers)
+        text = (await response.read()).decode("utf-8")
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+        lines = text.lstrip("\ufeff").splitlines()
+        assert lines[0].split(",") == ["site", "commitment", "n", "met", "missed", "pending", "void", "ratio",
+                                       "ci_low", "ci_high", "target", "status", "needed"]
+        assert [line.split(",")[-1] for line in lines[1:]] == [str(r["needed"]) for r in rows]
+        assert all(r["needed"] == 35 for r in rows if r["n"] == 0 and r["target"] == 0.9)

@@ -75,7 +75,7 @@ async def test_it_writes_one_row_per_probe_and_commitment_with_plain_values() ->
 
 async def test_a_probe_without_verdicts_still_has_its_row() -> None:
     _, row = parse(await export(1, verdicts={}))
-    assert row[:3] == ["P000000", "petit-palais", "email"] and row[COLUMNS.index("commitment"):] == [""] * 7
+    assert row[:3] == ["P000000", "petit-palais", "email"] and row[COLUMNS.index("commitment"):] == [""] * 10
 
 
 async def test_a_text_cell_that_would_run_as_a_formula_is_shown_as_text() -> None:

@@ -14,6 +14,7 @@ from tests.monitor.api.conftest import build_app
 # A value each documented query parameter accepts.
 SAMPLES = {"site": "petit-palais", "channel": "email", "commitment": "email.ack", "verdict": "met",
            "from": "2026-06-01", "to": "2026-06-30T00:00:00Z", "limit": "10", "format": "json", "source": "calllog",
+           "status": "to_review",
            "cursor": encode_cursor((datetime(2026, 6, 2, tzinfo=timezone.utc), "01J0000000000000000000000X"))}
 
 

@@ -75,8 +75,8 @@ def test_the_compliance_table_shows_every_field_and_escapes_site_html() -> None:
     assert table is not None and "<b>" not in html and "Q3 &lt;2026&gt;" in html
     assert table_rows(table) == [{
         "site": "<b>Petit Palais</b>", "commitment": "email.reply", "n": "10", "met": "9", "missed": "1",
-        "pending": "2", "void": "3", "ratio": "90.0%", "95% interval": fmt_ci(row.ci_low, row.ci_high),
-        "target": "90%", "status": "✓ compliant"}]
+        "pending": "2", "void": "3", "ratio": "90.0%", "interval": fmt_ci(row.ci_low, row.ci_high),
+        "target": "90%", "status": "✓ compliant", "needed": "43"}]
     tr = table.find("tr", data_site="petit-palais")
     assert tr is not None and float(tr.attrs["data-ratio"]) == row.ratio and tr.attrs["data-status"] == "compliant"
 

@@ -68,7 +68,7 @@ async def test_every_cell_shows_the_figures_of_compliance_rows(aiohttp_client, s
     status, _, html = await get_page(aiohttp_client, service_for(paris_config, store, now))
     expected = await compliance_rows(store, paris_config, now - timedelta(days=30), None)
     shown = cells(parse_dom(html))
-    assert status == 200 and len(expected) == len(shown) == 14 * 4
+    assert status == 200 and len(expected) == len(shown) == 14 * 5  # 14 museums × 5 commitments
     for row in expected:
         td = shown[(row.site, row.commitment)]
         assert (int(td.attrs["data-n"]), int(td.attrs["data-met"]), int(td.attrs["data-missed"]),
@@ -85,7 +85,8 @@ async def test_each_cell_says_its_interval_on_hover_and_to_screen_readers(aiohtt
     _, _, html = await get_page(aiohttp_client, service_for(paris_config, history_store, history.now))
     td = cells(parse_dom(html))[(COMPLIANT_SITE, "phone.answer")]
     assert td.attrs["title"] == ("petit-palais, phone.answer: compliant, 12 of 12 met (100.0%), "
-                                 "95% interval 75.8–100.0%, target 85%, 0 pending, 0 void")
+                                 "interval 75.8–100.0%, target 85%, 0 pending, 0 void, "
+                                 "10 more decided probes to conclude")
     assert td.find("span", class_="sr").text() == td.attrs["title"]
     assert "st-ok" in td.attrs["class"]
 
@@ -204,7 +205,7 @@ async def test_ten_thousand_sites_are_shown_a_hundred_per_page(aiohttp_client, h
 async def test_a_page_past_the_end_shows_the_last_page(aiohttp_client, history_store, history,
                                                        paris_config) -> None:
     _, _, html = await get_page(aiohttp_client, service_for(paris_config, history_store, history.now), "/?page=9")
-    assert len(cells(parse_dom(html))) == 14 * 4
+    assert len(cells(parse_dom(html))) == 14 * 5  # 14 museums × 5 commitments
 
 
 class CountingReads:

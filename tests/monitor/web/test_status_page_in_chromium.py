@@ -74,7 +74,7 @@ def test_the_page_renders_with_a_row_for_each_of_the_14_museums(dom: Node) -> No
     rows = [tr for tr in matrix.iter("tr") if "data-site" in tr.attrs]
     assert [tr.attrs["data-site"] for tr in rows] == [s.id for s in load_config(PARIS).sites]
     assert "Musée Carnavalet – Histoire de Paris" in matrix.text()
-    assert len([td for td in matrix.iter("td") if "data-commitment" in td.attrs]) == 14 * 4
+    assert len([td for td in matrix.iter("td") if "data-commitment" in td.attrs]) == 14 * 5  # museums × commitments
 
 
 def test_a_hostile_subject_and_sender_are_shown_as_text_not_run(dom: Node) -> None:
