@@ -16,7 +16,14 @@ which also copes with a file that spans a cdr.conf change.
 
 Success: every well-formed row ends up in exactly one `CallRecord` (legs
 with the same `linkedid` merged) or is counted as `skipped` (internal
-call); every other row is a `RejectedRow` with its reason.
+call); every other row is a `RejectedRow` with its reason.  No line stops
+the reader: a field over the csv module's limit is `field_too_large`, and a
+line with NUL bytes is `nul_bytes`.  NULs are what a crash leaves where the
+lost end of the file was (the file system kept its length, not its data);
+the PBX then appends its next row right after them, on the same physical
+line, so the text after the last NUL is still read as a row.  A NUL inside
+a real row cannot pass for one: Asterisk quotes its text fields, so what
+follows a NUL there has an odd number of quotes or too few columns.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from probes.calllogs.asterisk_legs import AsteriskOptions, BatchGatherer, CdrFields, build_leg
-from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
+from probes.calllogs.filelines import NUL, RawLine, checked_cursor, csv_reason, iter_lines, nul_rejection
 from probes.calllogs.grouping import Leg, LegGrouper
 from probes.calllogs.numbers import redact
 from probes.calllogs.records import Batch, CallRecord, FileCursor, RejectedRow, RejectReason
@@ -111,7 +118,10 @@ def parse_line(
                            redact(line.data.decode("utf-8", errors="backslashreplace")))
     if text.count('"') % 2:
         return RejectedRow(line.line_no, RejectReason.columns, redact(text))
-    fields = next(csv.reader((text,)), [])
+    try:
+        fields = next(csv.reader((text,)), [])
+    except csv.Error as error:  # a field over the size limit, a bare CR: one row lost, never the reader
+        return RejectedRow(line.line_no, csv_reason(error), redact(text))
     parsed = parse_fields(fields, line.line_no, layout, text)
     if isinstance(parsed, RejectedRow):
         return parsed
@@ -175,15 +185,24 @@ class _Reader(BatchGatherer):
 
     def take(self, line: RawLine) -> None:
         self.rows += 1
-        leg = parse_line(line, self.options, self.layout, self.zone, self.caller_key)
+        leg = self._after_hole(line) if NUL in line.data else self._parse(line)
         clock = None
         if isinstance(leg, RejectedRow):
             self.rejected.append(leg)
-        else:
+        elif leg is not None:
             # Master.csv is appended when a call's CDRs are dispatched, i.e. about when it ends.
             clock = leg.started_at.timestamp() + leg.duration
             self._close(self.grouper.add(leg, (line.start, line.line_no - 1), clock))
         self.grouper.advance((line.end, line.lines_after), clock)
+
+    def _parse(self, line: RawLine) -> Leg | RejectedRow:
+        return parse_line(line, self.options, self.layout, self.zone, self.caller_key)
+
+    def _after_hole(self, line: RawLine) -> Leg | RejectedRow | None:
+        """The row after the last NUL, when it reads as one; the line counts as one `nul_bytes` rejection."""
+        self.rejected.append(nul_rejection(line))
+        tail = self._parse(replace(line, data=line.data.rpartition(NUL)[2]))
+        return None if isinstance(tail, RejectedRow) else tail
 
     def finish(self, now: datetime | None) -> None:
         self._close(self.grouper.flush(None if now is None else now.timestamp()))

@@ -12,16 +12,21 @@ for the next read instead of being parsed half-written.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from probes.calllogs.records import FileCursor
+from probes.calllogs.numbers import redact
+from probes.calllogs.records import FileCursor, RejectedRow, RejectReason
 
 MAX_JOINED_LINES = 8
 _FINGERPRINT_BYTES = 4096
+NUL = b"\0"
+_NUL_RUN = re.compile("\0+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +87,15 @@ def iter_lines(handle: BinaryIO, offset: int, line_no: int, complete: bool, quot
             return  # being written: leave it for the next read
         yield RawLine(line_no + 1, start, offset, line_no + lines, raw.rstrip(b"\r\n"))
         line_no += lines
+
+
+def csv_reason(error: csv.Error) -> RejectReason:
+    """Why the csv module refused a line: a field over its limit, or a shape it cannot read (a bare CR)."""
+    return RejectReason.field_too_large if "field larger than field limit" in str(error) else RejectReason.columns
+
+
+def nul_rejection(line: RawLine, encoding: str = "utf-8") -> RejectedRow:
+    """A line holding NUL bytes, with each run of them shown by its length in the excerpt."""
+    text = line.data.decode(encoding, errors="backslashreplace")
+    return RejectedRow(line.line_no, RejectReason.nul_bytes,
+                       redact(_NUL_RUN.sub(lambda run: f"<{len(run.group())} NUL>", text)))

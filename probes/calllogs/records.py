@@ -40,6 +40,8 @@ class RejectReason(StrEnum):
     duration = "duration"  # negative, non-numeric, or talk time longer than the call
     number = "number"  # empty or malformed dialled number
     outcome = "outcome"  # disposition / status value nobody mapped
+    field_too_large = "field_too_large"  # a field over the csv module's limit (128 KiB): a crashed writer's garbage
+    nul_bytes = "nul_bytes"  # NUL bytes in the line: a hole left by a crash (file length kept, data lost)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,3 +160,25 @@ async def test_the_same_records_in_mariadb_give_the_same_verdicts(tmp_path: Path
         async with admin.connect() as conn:
             await conn.execute(sa.text(f"DROP DATABASE {name}"))
         await admin.dispose()
+
+
+async def test_a_field_too_large_for_the_csv_reader_is_counted_and_the_import_goes_on(tmp_path: Path) -> None:
+    lines = (DATA / "master_linkedid.csv").read_bytes().splitlines(keepends=True)
+    log = tmp_path / "Master.csv"
+    log.write_bytes(lines[0] + b'"","' + b"\0" * 150_000 + b"x" * 150_000 + b'"\n' + b"".join(lines[1:]))
+    config = config_for(tmp_path, log)
+    await upgrade(tmp_path)
+    store = Store.open(config.database)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, config, source_ids=tuple(config.call_logs))
+    try:
+        ingester = CallLogIngester("pbx", config.call_logs["pbx"], store, config, calendars_from(config),
+                                   SystemClock(), metrics)
+        first = await ingester.run_once(live=False)
+        again = await ingester.run_once(live=False)
+    finally:
+        await store.close()
+    assert (first.rejected, first.calls, again.rows) == (1, 11, 0)  # every call of the clean file, read once
+    assert first.added == first.calls - first.unknown_site
+    assert registry.get_sample_value("qualimon_calllog_rows_rejected_total",
+                                     {"source": "pbx", "reason": "nul_bytes"}) == 1
