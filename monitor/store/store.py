@@ -33,6 +33,7 @@ from monitor.store.records import (
     Cursor,
     EventRecord,
     EvidenceItem,
+    InvalidCursor,
     NewProbe,
     ProbeRecord,
     StoredEvidence,
@@ -380,7 +381,10 @@ class Store:
             row = (await conn.execute(select(WatcherCursor).where(WatcherCursor.name == name))).one_or_none()
         if row is None:
             return None
-        position = json.loads(row.position) if row.position else None
+        try:
+            position = json.loads(row.position) if row.position else None
+        except ValueError as error:  # also an integer of more than 4300 digits
+            raise InvalidCursor(f"stored cursor {name!r} is not valid JSON ({str(error)[:80]})") from None
         return Cursor(row.name, row.uidvalidity, row.last_uid, position)
 
     # ---- chain

@@ -62,7 +62,7 @@ def resume_offset(path: str | os.PathLike[str], offset: int, known: str, lines: 
 
 def checked_cursor(path: str | os.PathLike[str], cursor: FileCursor, lines: int = 1) -> tuple[FileCursor, bool]:
     """The cursor to start from, and whether the file changed under it (rotated) so reading restarts at 0."""
-    if not cursor.fingerprint:
+    if not cursor.fingerprint and cursor.offset <= os.path.getsize(path):
         return FileCursor(cursor.offset, cursor.line_no, fingerprint(path, lines), cursor.recent), False
     if resume_offset(path, cursor.offset, cursor.fingerprint, lines):
         return cursor, False

@@ -8,6 +8,14 @@ site by the dialled number, classified in or out of opening hours and judged
 against the phone commitments; rows that cannot be read, or that dial no
 configured site, are counted in `qualimon_calllog_rows_rejected_total`
 and never stop the import.
+
+A stored cursor that cannot be resumed from (broken JSON, an offset or a
+keyset value no reader could have written, e.g. beyond int64) would fail
+every poll the same way; it is reported instead (an ERROR log, the
+`calllog:<source>` health check failing for that poll, `IngestStats.
+cursor_reset`) and the source is read again from its start: the only
+position known to lose nothing.  That re-read adds no call twice, because
+record keys are deterministic and (source, record_key) is unique.
 """
 
 from __future__ import annotations
@@ -28,12 +36,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from monitor.calendar import BusinessCalendar
 from monitor.clock import Clock
 from monitor.config.models import CallLogSource, Config
-from monitor.store.records import Cursor
+from monitor.store.records import Cursor, InvalidCursor
 from monitor.store.schema import Call
 from monitor.store.store import Store
 from probes.calllogs import (
     Batch,
     CallRecord,
+    CursorError,
     FileCursor,
     SqlCursor,
     aiter_sql_cdr,
@@ -55,6 +64,7 @@ class IngestStats:
     added: int = 0
     rejected: int = 0
     unknown_site: int = 0
+    cursor_reset: str | None = None  # why the stored cursor was dropped and the source read from its start
 
 
 class CallLogIngester:
@@ -78,7 +88,7 @@ class CallLogIngester:
         """Read what is new; `live` leaves the last calls open for legs still to come (polling)."""
         stats = IngestStats()
         now = self.clock.now() if live else None
-        async for batch in self._batches(path, now):
+        async for batch in self._batches(path, now, stats):
             await self._store(batch, stats)
             if progress is not None:
                 progress(stats, batch)
@@ -86,8 +96,8 @@ class CallLogIngester:
             self.metrics.calllog_ingested(self.source_id, self.clock.now())
         return stats
 
-    async def _batches(self, path: str | None, now: datetime | None) -> AsyncIterator[Batch]:
-        cursor = await self._cursor()
+    async def _batches(self, path: str | None, now: datetime | None, stats: IngestStats) -> AsyncIterator[Batch]:
+        cursor = await self._cursor(stats)
         caller_key = self.source.caller_key.get_secret_value().encode() if self.source.caller_key else None
         if self.source.kind == "asterisk_sql":
             async with _engine(self.source) as engine:
@@ -107,12 +117,18 @@ class CallLogIngester:
         while (batch := await asyncio.to_thread(next, batches, None)) is not None:  # parsing off the loop
             yield batch
 
-    async def _cursor(self) -> FileCursor | SqlCursor | None:
-        stored = await self.store.cursor(self.cursor_name)
-        if stored is None or not stored.position:
+    async def _cursor(self, stats: IngestStats) -> FileCursor | SqlCursor | None:
+        try:
+            stored = await self.store.cursor(self.cursor_name)
+            if stored is None or not stored.position:
+                return None
+            text = stored.position.get("cursor")
+            return SqlCursor.from_json(text) if self.source.kind == "asterisk_sql" else FileCursor.from_json(text)
+        except (InvalidCursor, CursorError) as problem:
+            stats.cursor_reset = str(problem)
+            log.error("call log %s: invalid stored cursor (%s): reading the source again from its start; "
+                      "calls already stored are not added twice", self.source_id, problem)
             return None
-        text = stored.position["cursor"]
-        return SqlCursor.from_json(text) if self.source.kind == "asterisk_sql" else FileCursor.from_json(text)
 
     async def _store(self, batch: Batch, stats: IngestStats) -> None:
         rows, unknown = self._rows(batch.records)
@@ -186,17 +202,28 @@ async def _engine(source: CallLogSource):  # type: ignore[no-untyped-def]
 
 async def poll_forever(ingester: CallLogIngester, health: Any, clock: Clock) -> None:
     """The service's poller: read, report health, sleep; a failing source never stops the others."""
-    name = f"calllog:{ingester.source_id}"
     while True:
-        try:
-            stats = await ingester.run_once()
-            health.report(name, True, f"{stats.added} new calls", clock.now())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("call log %s: %s: %s", ingester.source_id, type(exc).__name__, str(exc)[:200])
-            health.report(name, False, f"{type(exc).__name__}", clock.now())
+        await poll_once(ingester, health, clock)
         await asyncio.sleep(ingester.source.poll_seconds)
+
+
+async def poll_once(ingester: CallLogIngester, health: Any, clock: Clock) -> IngestStats | None:
+    """One poll, reported in the `calllog:<source>` health check; None when it failed (logged)."""
+    name = f"calllog:{ingester.source_id}"
+    try:
+        stats = await ingester.run_once()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("call log %s: %s: %s", ingester.source_id, type(exc).__name__, str(exc)[:200])
+        health.report(name, False, f"{type(exc).__name__}", clock.now())
+        return None
+    if stats.cursor_reset is not None:  # read fine, but from the start: the check says why until the next poll
+        health.report(name, False, f"invalid stored cursor ({stats.cursor_reset}): read again from the start, "
+                      f"{stats.added} new calls", clock.now())
+    else:
+        health.report(name, True, f"{stats.added} new calls", clock.now())
+    return stats
 
 
 def file_size(path: str) -> int:

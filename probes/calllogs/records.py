@@ -8,7 +8,10 @@ data, they hand these back so the runner can count them in
 
 Cursors are plain, JSON-serialisable values: the lead persists the cursor of
 each `Batch` *after* storing that batch's records, and the next read resumes
-from it without yielding any record twice.
+from it without yielding any record twice.  A stored cursor that is not one
+this package could have written (a huge or negative offset, a keyset value
+beyond a database's int64, broken JSON) raises `CursorError` on reading,
+never later in the middle of a query.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+import math
 from math import ceil
 from typing import Any
+
+INT64_MAX = 2**63 - 1
+_MAX_TEXT = 1024  # longest uniqueid, tie-breaker or record key a cursor may hold (Asterisk's are <= 150)
+
+
+class CursorError(ValueError):
+    """A stored cursor that cannot be resumed from; the message says which part is wrong (never its value)."""
 
 
 class CallOutcome(StrEnum):
@@ -106,9 +117,9 @@ class FileCursor:
 
     @classmethod
     def from_json(cls, text: str) -> FileCursor:
-        data = json.loads(text)
-        return cls(offset=int(data["offset"]), line_no=int(data["line_no"]),
-                   fingerprint=str(data.get("fingerprint", "")), recent=_recent(data.get("recent", ())))
+        data = _object(text)
+        return cls(offset=_count(data.get("offset"), "offset"), line_no=_count(data.get("line_no"), "line_no"),
+                   fingerprint=_text(data.get("fingerprint", ""), "fingerprint"), recent=_recent(data.get("recent", ())))
 
 
 SqlKey = tuple[datetime, str, Any]
@@ -131,10 +142,8 @@ class SqlCursor:
 
     @classmethod
     def from_json(cls, text: str) -> SqlCursor:
-        data = json.loads(text)
-        raw = data.get("after")
-        after = None if raw is None else (datetime.fromisoformat(raw[0]), str(raw[1]), raw[2])
-        return cls(after=after, recent=_recent(data.get("recent", ())))
+        data = _object(text)
+        return cls(after=_sql_key(data.get("after")), recent=_recent(data.get("recent", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,5 +163,59 @@ class Batch:
     restarted: bool = field(default=False)  # the file was rotated: reading began again at offset 0
 
 
+def _object(text: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(text)  # ValueError also for an integer of more than 4300 digits
+    except (TypeError, ValueError) as error:
+        raise CursorError(f"not a JSON cursor ({str(error)[:80]})") from None
+    if not isinstance(data, dict):
+        raise CursorError("not a JSON object")
+    return data
+
+
+def _count(value: Any, name: str) -> int:
+    """A byte offset or a line count: what a file position can be, and what `seek` and int64 columns take."""
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
+        raise CursorError(f"{name} is not an integer between 0 and 2**63-1")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise CursorError(f"{name} is not a text of at most {_MAX_TEXT} characters")
+    return value
+
+
+def _sql_key(raw: Any) -> SqlKey | None:
+    """`[start, uniqueid, tie-breaker]`: the tie-breaker is what the keyset compares on the server (int64 or text)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3:
+        raise CursorError("after is not [start, uniqueid, tie-breaker]")
+    try:
+        start = datetime.fromisoformat(_text(raw[0], "after.start"))
+    except ValueError:
+        raise CursorError("after.start is not an ISO 8601 date and time") from None
+    tie = raw[2]
+    if isinstance(tie, bool) or not (tie is None or isinstance(tie, str) and len(tie) <= _MAX_TEXT
+                                     or isinstance(tie, int) and -INT64_MAX - 1 <= tie <= INT64_MAX):
+        raise CursorError("after's tie-breaker is neither a 64-bit integer nor a short text")
+    return start, _text(raw[1], "after.uniqueid"), tie
+
+
 def _recent(raw: Any) -> RecentKeys:
-    return tuple((str(key), float(clock)) for key, clock in raw)
+    if not isinstance(raw, list | tuple):
+        raise CursorError("recent is not a list")
+    recent = []
+    for item in raw:
+        if not (isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[1], int | float)
+                and not isinstance(item[1], bool)):
+            raise CursorError("recent holds something else than [record key, clock] pairs")
+        try:
+            clock = float(item[1])
+        except OverflowError:
+            clock = math.inf
+        if not math.isfinite(clock):
+            raise CursorError("recent holds a clock that is not a finite number")
+        recent.append((_text(item[0], "a recent record key"), clock))
+    return tuple(recent)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
 from pathlib import Path
 
@@ -16,11 +18,12 @@ from monitor.calendar import calendars_from
 from monitor.cli import main
 from monitor.clock import SystemClock
 from monitor.config import Config
+from monitor.health import Health
 from monitor.metrics import Metrics
-from monitor.store.schema import Call
+from monitor.store.schema import Call, WatcherCursor
 from monitor.store.store import Store
 from probes.calllogs.asterisk_sql import asterisk_cdr_table
-from probes.calllogs.ingest import CallLogIngester
+from probes.calllogs.ingest import CallLogIngester, poll_once
 from tests.conftest import config_from
 from tests.support.integration import need, tcp_open
 
@@ -182,3 +185,57 @@ async def test_a_field_too_large_for_the_csv_reader_is_counted_and_the_import_go
     assert first.added == first.calls - first.unknown_site
     assert registry.get_sample_value("qualimon_calllog_rows_rejected_total",
                                      {"source": "pbx", "reason": "nul_bytes"}) == 1
+
+
+def _inner(cursor: object) -> str:
+    """A `watcher_cursors.position` holding a reader cursor, as the ingester writes it."""
+    return json.dumps({"cursor": cursor if isinstance(cursor, str) else json.dumps(cursor)})
+
+
+BAD_CURSORS = {
+    "an offset of 5001 digits": ("pbx", _inner('{"offset": 1' + "0" * 5000 + ', "line_no": 0, "fingerprint": ""}')),
+    "an offset beyond int64": ("pbx", _inner({"offset": 2**64, "line_no": 3, "fingerprint": ""})),
+    "a negative offset": ("pbx", _inner({"offset": -40, "line_no": 0, "fingerprint": ""})),
+    "a position that is not JSON": ("pbx", '{"cursor": 1' + "0" * 5000 + "}"),
+    "a keyset tie-breaker beyond int64": ("pbx-sql", _inner({"after": ["2026-06-16T10:30:00", "1781599200.3", 2**70],
+                                                           "recent": []})),
+    "a keyset start that is no date": ("pbx-sql", _inner({"after": ["16/06/2026", "", None], "recent": []})),
+}
+
+
+async def plant_cursor(store: Store, name: str, position: str) -> None:
+    async with store.write() as tx:
+        await tx.conn.execute(sa.update(WatcherCursor).where(WatcherCursor.name == name).values(position=position))
+
+
+@pytest.mark.parametrize("case", list(BAD_CURSORS))
+async def test_an_invalid_stored_cursor_is_reported_and_the_source_read_again_without_doubling_a_call(
+        tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture) -> None:
+    source, position = BAD_CURSORS[case]
+    cdr = f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}"
+    engine = create_async_engine(cdr)
+    metadata = sa.MetaData()
+    table = asterisk_cdr_table(metadata)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(table.insert(), table_rows(DATA / "master_linkedid.csv"))
+    await engine.dispose()
+    config = config_for(tmp_path, DATA / "master_linkedid.csv", url=cdr)
+    await upgrade(tmp_path)
+    store, health, clock = Store.open(config.database), Health(), SystemClock()
+    try:
+        ingester = CallLogIngester(source, config.call_logs[source], store, config, calendars_from(config), clock)
+        assert (await poll_once(ingester, health, clock)).added > 0
+        before = await stored_calls(config)
+        await plant_cursor(store, f"calllog:{source}", position)
+        with caplog.at_level(logging.ERROR, "qualimon.calllogs"):
+            stats = await poll_once(ingester, health, clock)
+        assert stats is not None and stats.cursor_reset and stats.added == 0 and stats.rows > 0
+        check = health.check(f"calllog:{source}")
+        assert check is not None and not check.ok and "invalid stored cursor" in check.detail
+        assert "invalid stored cursor" in caplog.text and len(caplog.text) < 2000  # not the 5001 digits
+        assert await stored_calls(config) == before  # read again from the start: nothing doubled, nothing lost
+        again = await poll_once(ingester, health, clock)  # the cursor written by that read is good again
+        assert again is not None and again.cursor_reset is None and health.is_ok(f"calllog:{source}")
+    finally:
+        await store.close()
