@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.store import chain
+from monitor.store import calls, chain
 from monitor.store.engine import create_engine, is_postgres, safe_url, writing
 from monitor.store.records import (
     CANCELLED,
@@ -217,6 +217,12 @@ class StoreTx:
             )
         else:
             await self.conn.execute(Verdict.__table__.insert(), [values])
+
+    # ---- calls from call logs
+
+    async def add_calls(self, rows: Sequence[calls.CallRow]) -> int:
+        """Store judged calls (`calls.CALL_COLUMNS` tuples) not stored yet; how many were new."""
+        return await calls.add_calls(self.conn, rows)
 
     # ---- plans and cursors
 

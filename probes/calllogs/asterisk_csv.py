@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -99,12 +99,11 @@ def parse_fields(fields: list[str], line_no: int, layout: Layout | None, excerpt
         duration, billsec = int(fields[12]), int(fields[13])
     except ValueError:
         return RejectedRow(line_no, RejectReason.duration, redact(excerpt))
-    return CdrFields(
-        line_no=line_no, start=start, answer=answer, end=end, duration=duration, billsec=billsec,
-        disposition=fields[14], dst=fields[2], src=fields[1],
-        uniqueid=_at(fields, shape.uniqueid), linkedid=_at(fields, shape.linkedid),
-        sequence=_at(fields, shape.sequence), channel=fields[5], dstchannel=fields[6],
-    )
+    # Positional: keywords cost a third more on this per-row path.  Order: line_no, start, answer, end, duration,
+    # billsec, disposition, dst, src, uniqueid, linkedid, sequence, channel, dstchannel.
+    return CdrFields(line_no, start, answer, end, duration, billsec, fields[14], fields[2], fields[1],
+                     _at(fields, shape.uniqueid), _at(fields, shape.linkedid), _at(fields, shape.sequence),
+                     fields[5], fields[6])
 
 
 def parse_line(
@@ -201,7 +200,7 @@ class _Reader(BatchGatherer):
     def _after_hole(self, line: RawLine) -> Leg | RejectedRow | None:
         """The row after the last NUL, when it reads as one; the line counts as one `nul_bytes` rejection."""
         self.rejected.append(nul_rejection(line))
-        tail = self._parse(replace(line, data=line.data.rpartition(NUL)[2]))
+        tail = self._parse(line._replace(data=line.data.rpartition(NUL)[2]))
         return None if isinstance(tail, RejectedRow) else tail
 
     def finish(self, now: datetime | None) -> None:

@@ -96,17 +96,10 @@ def build_leg(
         return RejectedRow(row.line_no, RejectReason.number, redact(excerpt))
     start = resolve_start(row.start, row.answer, row.end, row.duration, row.billsec, zone)
     ring = row.duration - row.billsec if outcome is CallOutcome.answered else row.duration
-    return Leg(
-        key=call_key(row),
-        line_no=row.line_no,
-        started_at=start,
-        ring_seconds=float(ring),
-        duration=float(row.duration),
-        outcome=outcome,
-        dialled=dialled,
-        caller_hash=pseudonymise(row.src, caller_key, options.country_code) if caller_key else None,
-        order=(_sortable(row.sequence),),
-    )
+    caller = pseudonymise(row.src, caller_key, options.country_code) if caller_key else None
+    # key, line_no, started_at, ring_seconds, duration, outcome, dialled, caller_hash, order (positional: per row)
+    return Leg(call_key(row), row.line_no, start, float(ring), float(row.duration), outcome, dialled, caller,
+               (_sortable(row.sequence),))
 
 
 def call_key(row: CdrFields) -> str:

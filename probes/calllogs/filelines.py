@@ -17,8 +17,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from probes.calllogs.numbers import redact
 from probes.calllogs.records import FileCursor, RejectedRow, RejectReason
@@ -29,8 +28,7 @@ NUL = b"\0"
 _NUL_RUN = re.compile("\0+")
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):  # one per line read: a NamedTuple is the cheapest immutable record to build
     line_no: int  # number of its first physical line, from 1
     start: int  # byte offset of its first byte
     end: int  # byte offset just after its newline

@@ -77,9 +77,23 @@ def _single(source: str, key: str, leg: Leg) -> CallRecord | None:
     start = leg.started_at
     answered = leg.outcome is CallOutcome.answered
     return CallRecord(source, key, leg.dialled, leg.caller_hash, start,
-                      start + timedelta(seconds=leg.ring_seconds) if answered else None,
-                      start + timedelta(seconds=leg.duration), leg.ring_seconds if answered else leg.duration,
+                      start + seconds(leg.ring_seconds) if answered else None,
+                      start + seconds(leg.duration), leg.ring_seconds if answered else leg.duration,
                       leg.outcome, 1)
+
+
+_DELTAS: dict[float, timedelta] = {}
+
+
+def seconds(value: float) -> timedelta:
+    """`timedelta(seconds=value)`, remembered: CDR durations are whole seconds from a small set, and building a
+    timedelta costs four times a dictionary look-up."""
+    delta = _DELTAS.get(value)
+    if delta is None:
+        if len(_DELTAS) > 65_536:  # odd durations (fractions from an export): keep memory flat
+            _DELTAS.clear()
+        delta = _DELTAS[value] = timedelta(seconds=value)
+    return delta
 
 
 def _offset(start: datetime, leg: Leg) -> float:

@@ -23,38 +23,37 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from monitor.calendar import BusinessCalendar
 from monitor.clock import Clock
 from monitor.config.models import CallLogSource, Config
+from monitor.store.calls import CALL_COLUMNS, CallRow
 from monitor.store.records import Cursor, InvalidCursor
-from monitor.store.schema import Call
 from monitor.store.store import Store
 from probes.calllogs import (
     Batch,
-    CallRecord,
     CursorError,
     FileCursor,
     SqlCursor,
     aiter_sql_cdr,
     iter_generic_csv,
     iter_master_csv,
-    judge_call,
     sites_by_number,
 )
+from probes.calllogs.opening import OpeningTracker
+from probes.calllogs.verdict import applicable, judge_against
 
 log = logging.getLogger("qualimon.calllogs")
 
 Progress = Callable[["IngestStats", Batch], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,8 +66,21 @@ class IngestStats:
     cursor_reset: str | None = None  # why the stored cursor was dropped and the source read from its start
 
 
+class Judged(NamedTuple):
+    """A reader's batch with its calls judged, as rows ready for the store."""
+
+    batch: Batch
+    rows: list[CallRow]
+    unknown: int  # calls to a number of no configured site
+
+
 class CallLogIngester:
-    """Reads one source from its stored cursor and records what is new."""
+    """Reads one source from its stored cursor and records what is new.
+
+    While one batch is being stored the next is read and judged (in a thread
+    for files, on the loop for SQL): with COPY the store mostly waits on the
+    database, so the two overlap.  Cursors still move only with their batch.
+    """
 
     def __init__(self, source_id: str, source: CallLogSource, store: Store, config: Config,
                  calendars: dict[str, BusinessCalendar], clock: Clock, metrics: Any = None):
@@ -79,8 +91,14 @@ class CallLogIngester:
         self.calendars = calendars
         self.clock = clock
         self.metrics = metrics
-        self.numbers = sites_by_number((s.id, s.phone.number) for s in config.sites if s.phone is not None)
+        phones = [s for s in config.sites if s.phone is not None]
+        self.numbers = sites_by_number((s.id, s.phone.number) for s in phones)  # type: ignore[union-attr]
         self.commitments = config.commitments_for("phone")
+        # Judging depends on the site only through its calendar, and on the commitments only through the opening.
+        trackers = {name: OpeningTracker(calendar) for name, calendar in calendars.items()}
+        self._opening = {s.id: trackers[s.calendar] for s in phones}
+        self._first = {opening: next(iter(applicable(self.commitments, opening)), None)
+                       for opening in ("open", "closed")}
         self.cursor_name = f"calllog:{source_id}"
 
     async def run_once(self, *, path: str | None = None, live: bool = True,
@@ -88,22 +106,23 @@ class CallLogIngester:
         """Read what is new; `live` leaves the last calls open for legs still to come (polling)."""
         stats = IngestStats()
         now = self.clock.now() if live else None
-        async for batch in self._batches(path, now, stats):
-            await self._store(batch, stats)
-            if progress is not None:
-                progress(stats, batch)
+        async with aclosing(_ahead(self._judged(path, now, stats))) as judged_batches:
+            async for judged in judged_batches:
+                await self._store(judged, stats)
+                if progress is not None:
+                    progress(stats, judged.batch)
         if self.metrics is not None:
             self.metrics.calllog_ingested(self.source_id, self.clock.now())
         return stats
 
-    async def _batches(self, path: str | None, now: datetime | None, stats: IngestStats) -> AsyncIterator[Batch]:
+    async def _judged(self, path: str | None, now: datetime | None, stats: IngestStats) -> AsyncIterator[Judged]:
         cursor = await self._cursor(stats)
         caller_key = self.source.caller_key.get_secret_value().encode() if self.source.caller_key else None
         if self.source.kind == "asterisk_sql":
             async with _engine(self.source) as engine:
                 async for batch in aiter_sql_cdr(engine, self.source_id, options=self.source.sql, cursor=cursor,
                                                  caller_key=caller_key, now=now):
-                    yield batch
+                    yield self.judge(batch)
             return
         file = path or self.source.path
         assert file is not None
@@ -114,8 +133,12 @@ class CallLogIngester:
             assert self.source.mapping is not None
             batches = iter_generic_csv(file, self.source_id, self.source.mapping, cursor=cursor,
                                        caller_key=caller_key, now=now)
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:  # parsing off the loop
-            yield batch
+        while (judged := await asyncio.to_thread(self._next_judged, batches)) is not None:  # off the loop
+            yield judged
+
+    def _next_judged(self, batches: Iterator[Batch]) -> Judged | None:
+        batch = next(batches, None)
+        return None if batch is None else self.judge(batch)
 
     async def _cursor(self, stats: IngestStats) -> FileCursor | SqlCursor | None:
         try:
@@ -130,64 +153,71 @@ class CallLogIngester:
                       "calls already stored are not added twice", self.source_id, problem)
             return None
 
-    async def _store(self, batch: Batch, stats: IngestStats) -> None:
-        rows, unknown = self._rows(batch.records)
+    async def _store(self, judged: Judged, stats: IngestStats) -> None:
+        batch = judged.batch
         async with self.store.write() as tx:
-            added = await _insert_new(tx.conn, rows)
+            added = await tx.add_calls(judged.rows)
             await tx.set_cursor(Cursor(self.cursor_name, position={"cursor": batch.cursor.to_json()}),
                                 self.clock.now())
         stats.rows += batch.rows
         stats.calls += len(batch.records)
         stats.added += added
         stats.rejected += len(batch.rejected)
-        stats.unknown_site += unknown
-        self._count(batch, rows, unknown)
+        stats.unknown_site += judged.unknown
+        self._count(judged)
 
-    def _rows(self, records: tuple[CallRecord, ...] | list[CallRecord]) -> tuple[list[dict[str, Any]], int]:
-        rows, unknown = [], 0
+    def judge(self, batch: Batch) -> Judged:
+        """Map each call to its site, classify it open or closed, judge it: one `calls` row per call of a site."""
+        rows: list[CallRow] = []
+        unknown = 0
         now = self.clock.now()
-        for record in records:
-            site_id = self.numbers.get(record.dialled)
+        numbers, opening_of, first = self.numbers, self._opening, self._first
+        for record in batch.records:
+            site_id = numbers.get(record.dialled)
             if site_id is None:
                 unknown += 1
                 continue
-            judgements = judge_call(record, site_id, self._is_open, self.commitments)
-            first = judgements[0] if judgements else None
-            rows.append({
-                "source": record.source, "record_key": record.record_key, "site": site_id,
-                "dialled": record.dialled, "caller_hash": record.caller_hash, "started_at": record.started_at,
-                "answered_at": record.answered_at, "ended_at": record.ended_at, "ring_seconds": record.ring_seconds,
-                "outcome": record.outcome.value, "legs": record.legs,
-                "opening": first.opening if first else ("open" if self._is_open(site_id, record.started_at)
-                                                        else "closed"),
-                "commitment": first.commitment if first else None, "verdict": first.verdict if first else None,
-                "delay_seconds": first.delay_seconds if first else None, "late": bool(first and first.late),
-                "reason": first.reason if first else None, "ingested_at": now,
-            })
-        return rows, unknown
+            opening = "open" if opening_of[site_id].is_open(record.started_at) else "closed"
+            judged = first[opening]  # the row keeps the first applicable commitment's judgement, as judge_call's
+            if judged is None:
+                commitment, verdict, delay, late, reason = None, None, None, False, None
+            else:
+                commitment = judged[0]
+                verdict, delay, late, reason = judge_against(record, judged[2])
+            rows.append((record.source, record.record_key, site_id, record.dialled, record.caller_hash,
+                         record.started_at, record.answered_at, record.ended_at, record.ring_seconds,
+                         record.outcome.value, record.legs, opening, commitment, verdict, delay, late, reason, now))
+        return Judged(batch, rows, unknown)
 
-    def _is_open(self, site_id: str, instant: datetime) -> bool:
-        return self.calendars[self.config.site(site_id).calendar].is_open(instant)
-
-    def _count(self, batch: Batch, rows: list[dict[str, Any]], unknown: int) -> None:
+    def _count(self, judged: Judged) -> None:
         if self.metrics is None:
             return
-        for rejected in batch.rejected:
+        for rejected in judged.batch.rejected:
             self.metrics.calllog_rejected(self.source_id, str(rejected.reason))
-        if unknown:
-            self.metrics.calllog_rejected(self.source_id, "unknown_site", unknown)
-        for row in rows:
-            self.metrics.call(row["site"], "calllog", row["outcome"], row["ring_seconds"])
+        if judged.unknown:
+            self.metrics.calllog_rejected(self.source_id, "unknown_site", judged.unknown)
+        site, outcome, ring = CALL_COLUMNS.index("site"), CALL_COLUMNS.index("outcome"), CALL_COLUMNS.index(
+            "ring_seconds")
+        for row in judged.rows:
+            self.metrics.call(row[site], "calllog", row[outcome], row[ring])
 
 
-async def _insert_new(conn: Any, rows: list[dict[str, Any]]) -> int:
-    """Insert, skipping calls already stored (same source and record key); returns how many were new."""
-    if not rows:
-        return 0
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = (insert(Call.__table__).on_conflict_do_nothing(index_elements=["source", "record_key"])
-                 .returning(Call.__table__.c.id))
-    return len((await conn.execute(statement, rows)).all())
+_END: Any = object()
+
+
+async def _ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`items`, with the next one already being produced while the consumer works on the current one."""
+    pending = asyncio.ensure_future(anext(items, _END))
+    try:
+        while (item := await pending) is not _END:
+            pending = asyncio.ensure_future(anext(items, _END))
+            yield item
+    finally:
+        if not pending.done():  # the consumer stopped early (an error, a cancellation): stop producing
+            pending.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await pending
+        await items.aclose()  # type: ignore[attr-defined]
 
 
 @asynccontextmanager

@@ -1,0 +1,96 @@
+"""On PostgreSQL calls are stored by COPY and one merge: exactly the rows the multi-row INSERT stored before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.calendar import calendars_from
+from monitor.clock import FakeClock
+from monitor.config import Config
+from monitor.store.calls import CALL_COLUMNS, copy_merge, insert_ignore
+from monitor.store.schema import Call
+from monitor.store.store import Store
+from probes.calllogs.asterisk_csv import iter_master_csv
+from probes.calllogs.ingest import CallLogIngester
+from tests.support import databases
+from tests.support.integration import need
+
+from .cdr_data import DATA
+from .test_ingest import config_for
+
+pytestmark = pytest.mark.integration
+CLOCK = FakeClock(datetime(2026, 7, 1, 12, 0, 0, 123456, tzinfo=UTC))
+
+
+def many_calls(path: Path, copies: int) -> Path:
+    """The fixture's calls `copies` times over, each copy with its own call ids: several batches of 5,000 rows."""
+    lines = (DATA / "master_linkedid.csv").read_bytes().splitlines(keepends=True)
+    with open(path, "wb") as out:
+        for copy in range(copies):
+            out.writelines(line.replace(b'"178', f'"{copy}-178'.encode()) for line in lines)
+    return path
+
+
+@pytest.fixture
+async def two_stores() -> AsyncIterator[tuple[Store, Store]]:
+    need(databases.postgres_available(), "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth)")
+    created = [await asyncio.to_thread(databases.create_pg_database) for _ in range(2)]
+    stores = [Store.open(url) for _, url in created]
+    try:
+        yield stores[0], stores[1]
+    finally:
+        for store in stores:
+            await store.close()
+        for name, _ in created:
+            await asyncio.to_thread(databases.drop_pg_database, name)
+
+
+def ingester(config: Config, store: Store) -> CallLogIngester:
+    return CallLogIngester("pbx", config.call_logs["pbx"], store, config, calendars_from(config), CLOCK)
+
+
+async def every_row(store: Store) -> list[tuple]:
+    async with store.read() as conn:
+        return [tuple(row) for row in await conn.execute(sa.select(Call).order_by(Call.id))]
+
+
+async def test_the_copy_path_stores_the_same_rows_as_the_insert_path(tmp_path: Path, two_stores) -> None:
+    copied, inserted = two_stores
+    log = many_calls(tmp_path / "Master.csv", copies=700)  # 8,400 rows: two batches
+    config = config_for(tmp_path, log)
+    stats = await ingester(config, copied).run_once(live=False)  # the real import: COPY on PostgreSQL
+    old = ingester(config, inserted)
+    added = 0
+    for batch in iter_master_csv(log, "pbx", options=config.call_logs["pbx"].csv,
+                                 caller_key=b"caller-pseudonym-key"):
+        async with inserted.write() as tx:
+            added += await insert_ignore(tx.conn, old.judge(batch).rows)
+    assert stats.added == added == 700 * 8  # the fixture has 8 calls to the configured site
+    rows = await every_row(copied)
+    assert rows == await every_row(inserted)
+    assert {row[-1] for row in rows} == {CLOCK.now()}  # ingested_at: every column compared, ids included
+    again = await ingester(config, copied).run_once(live=False, path=str(log))
+    assert again.added == 0 and await every_row(copied) == rows
+
+
+async def test_both_paths_keep_the_first_of_two_rows_with_one_key_and_count_only_new_calls(
+        tmp_path: Path, two_stores) -> None:
+    config = config_for(tmp_path, DATA / "master_linkedid.csv")
+    batch = next(iter_master_csv(DATA / "master_linkedid.csv", "pbx"))
+    rows = ingester(config, two_stores[0]).judge(batch).rows
+    site = CALL_COLUMNS.index("site")
+    twins = [row[:site] + ("another-site",) + row[site + 1:] for row in rows[:3]]
+    for store, add in zip(two_stores, (copy_merge, insert_ignore), strict=True):
+        async with store.write() as tx:
+            assert await add(tx.conn, rows[:5] + twins) == 5
+        async with store.write() as tx:
+            assert await add(tx.conn, rows) == len(rows) - 5  # in one transaction with the cursor, as imports do
+    stored = await every_row(two_stores[0])
+    assert stored == await every_row(two_stores[1]) and len(stored) == len(rows)
+    assert "another-site" not in {row[1 + site] for row in stored}  # + 1: the id column comes first
