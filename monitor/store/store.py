@@ -220,9 +220,9 @@ class StoreTx:
 
     # ---- calls from call logs
 
-    async def add_calls(self, rows: Sequence[calls.CallRow]) -> int:
+    async def add_calls(self, rows: Sequence[calls.CallRow], ingested_at: datetime) -> int:
         """Store judged calls (`calls.CALL_COLUMNS` tuples) not stored yet; how many were new."""
-        return await calls.add_calls(self.conn, rows)
+        return await calls.add_calls(self.conn, rows, ingested_at)
 
     # ---- plans and cursors
 

@@ -184,23 +184,26 @@ class _Reader(BatchGatherer):
 
     def take(self, line: RawLine) -> None:
         self.rows += 1
-        leg = self._after_hole(line) if NUL in line.data else self._parse(line)
+        if NUL in line.data:
+            leg = self._after_hole(line)
+        else:
+            leg = parse_line(line, self.options, self.layout, self.zone, self.caller_key)
         clock = None
         if isinstance(leg, RejectedRow):
             self.rejected.append(leg)
         elif leg is not None:
             # Master.csv is appended when a call's CDRs are dispatched, i.e. about when it ends.
             clock = leg.started_at.timestamp() + leg.duration
-            self._close(self.grouper.add(leg, (line.start, line.line_no - 1), clock))
+            closed = self.grouper.add(leg, (line.start, line.line_no - 1), clock)
+            if closed:
+                self._close(closed)
         self.grouper.advance((line.end, line.lines_after), clock)
 
-    def _parse(self, line: RawLine) -> Leg | RejectedRow:
-        return parse_line(line, self.options, self.layout, self.zone, self.caller_key)
-
-    def _after_hole(self, line: RawLine) -> Leg | RejectedRow | None:
+    def _after_hole(self, line: RawLine) -> Leg | None:
         """The row after the last NUL, when it reads as one; the line counts as one `nul_bytes` rejection."""
         self.rejected.append(nul_rejection(line))
-        tail = self._parse(line._replace(data=line.data.rpartition(NUL)[2]))
+        tail = parse_line(line._replace(data=line.data.rpartition(NUL)[2]), self.options, self.layout, self.zone,
+                          self.caller_key)
         return None if isinstance(tail, RejectedRow) else tail
 
     def finish(self, now: datetime | None) -> None:

@@ -144,11 +144,13 @@ class LegGrouper(Generic[P]):
             return self._expire()
         group = self._open.get(leg.key)
         if group is None:
-            group = self._open[leg.key] = _Open(self._ordinal, resume_at, self._position_clock, clock, self._ordinal)
-        elif clock > group.last_clock:
-            group.last_clock = clock
-        group.last_ordinal = self._ordinal
-        group.legs.append(leg)
+            group = self._open[leg.key] = _Open(self._ordinal, resume_at, self._position_clock, clock, self._ordinal,
+                                                [leg])
+        else:
+            if clock > group.last_clock:
+                group.last_clock = clock
+            group.last_ordinal = self._ordinal
+            group.legs.append(leg)
         heapq.heappush(self._due, (group.last_clock, leg.key))
         return self._expire()
 
@@ -167,6 +169,7 @@ class LegGrouper(Generic[P]):
 
     def cursor(self) -> tuple[P, RecentKeys]:
         """Position to persist, and the keys to skip after it."""
+        self._prune()  # keeps a superset of what the cursor keeps; a reader asking often then scans little
         position, after, base = self._resume_point()
         horizon = base - self._remember
         recent = tuple((k, c) for k, (o, c) in self._done.items() if o >= after or c >= horizon)
@@ -180,14 +183,17 @@ class LegGrouper(Generic[P]):
 
     def _expire(self, clock: float | None = None) -> list[list[Leg]]:
         limit = (self._clock if clock is None else clock) - self._grace
+        if len(self._done) > self._prune_at:
+            self._prune()
+        due = self._due
+        if not due or due[0][0] >= limit:  # the common case, one comparison: nothing to close yet
+            return []
         ready: dict[str, None] = {}
-        while self._due and self._due[0][0] < limit:
-            last_clock, key = heapq.heappop(self._due)
+        while due and due[0][0] < limit:
+            last_clock, key = heapq.heappop(due)
             group = self._open.get(key)
             if group is not None and group.last_clock == last_clock:
                 ready[key] = None
-        if len(self._done) > self._prune_at:
-            self._prune()
         return self._close(ready) if ready else []
 
     def _prune(self) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,9 @@ log = logging.getLogger("qualimon.calllogs")
 
 Progress = Callable[["IngestStats", Batch], None]
 T = TypeVar("T")
+SLICE_ROWS = 250  # rows parsed between two turns of the event loop (~3 ms)
+STORE_ROWS = 20000  # rows per stored batch: per transaction, and at most what a crash makes us read again
+AHEAD = 2  # batches read and judged ahead of the one being stored: the store is a chain of round trips
 
 
 @dataclass
@@ -72,14 +75,19 @@ class Judged(NamedTuple):
     batch: Batch
     rows: list[CallRow]
     unknown: int  # calls to a number of no configured site
+    at: datetime  # when they were judged: the rows' `ingested_at`
 
 
 class CallLogIngester:
     """Reads one source from its stored cursor and records what is new.
 
-    While one batch is being stored the next is read and judged (in a thread
-    for files, on the loop for SQL): with COPY the store mostly waits on the
-    database, so the two overlap.  Cursors still move only with their batch.
+    While one batch is being stored the next is read and judged, on the
+    event loop: with COPY the store mostly waits on the database, so parsing
+    (ours) and merging (the database's, on another core) overlap.  Files are
+    parsed in slices of `SLICE_ROWS` (a few milliseconds) with the loop free
+    in between; a thread would fight the loop for the GIL, and each socket
+    operation then waited up to the 5 ms switch interval.  Cursors still move
+    only with their batch of about `STORE_ROWS` rows.
     """
 
     def __init__(self, source_id: str, source: CallLogSource, store: Store, config: Config,
@@ -127,18 +135,21 @@ class CallLogIngester:
         file = path or self.source.path
         assert file is not None
         if self.source.kind == "asterisk_csv":
-            batches: Iterator[Batch] = iter_master_csv(file, self.source_id, options=self.source.csv,
-                                                       cursor=cursor, caller_key=caller_key, now=now)
+            batches: Iterator[Batch] = iter_master_csv(file, self.source_id, options=self.source.csv, cursor=cursor,
+                                                       caller_key=caller_key, now=now, batch_rows=SLICE_ROWS)
         else:
             assert self.source.mapping is not None
             batches = iter_generic_csv(file, self.source_id, self.source.mapping, cursor=cursor,
-                                       caller_key=caller_key, now=now)
-        while (judged := await asyncio.to_thread(self._next_judged, batches)) is not None:  # off the loop
-            yield judged
-
-    def _next_judged(self, batches: Iterator[Batch]) -> Judged | None:
-        batch = next(batches, None)
-        return None if batch is None else self.judge(batch)
+                                       caller_key=caller_key, now=now, batch_rows=SLICE_ROWS)
+        parts: list[Batch] = []
+        for part in batches:  # one slice of parsing: the loop (and the store's I/O) gets its turn after each
+            parts.append(part)
+            if sum(p.rows for p in parts) >= STORE_ROWS:
+                yield self.judge(Batch.joined(parts))
+                parts = []
+            await asyncio.sleep(0)
+        if parts:
+            yield self.judge(Batch.joined(parts))
 
     async def _cursor(self, stats: IngestStats) -> FileCursor | SqlCursor | None:
         try:
@@ -156,7 +167,7 @@ class CallLogIngester:
     async def _store(self, judged: Judged, stats: IngestStats) -> None:
         batch = judged.batch
         async with self.store.write() as tx:
-            added = await tx.add_calls(judged.rows)
+            added = await tx.add_calls(judged.rows, judged.at)
             await tx.set_cursor(Cursor(self.cursor_name, position={"cursor": batch.cursor.to_json()}),
                                 self.clock.now())
         stats.rows += batch.rows
@@ -186,8 +197,8 @@ class CallLogIngester:
                 verdict, delay, late, reason = judge_against(record, judged[2])
             rows.append((record.source, record.record_key, site_id, record.dialled, record.caller_hash,
                          record.started_at, record.answered_at, record.ended_at, record.ring_seconds,
-                         record.outcome.value, record.legs, opening, commitment, verdict, delay, late, reason, now))
-        return Judged(batch, rows, unknown)
+                         record.outcome.value, record.legs, opening, commitment, verdict, delay, late, reason))
+        return Judged(batch, rows, unknown, now)
 
     def _count(self, judged: Judged) -> None:
         if self.metrics is None:
@@ -205,19 +216,40 @@ class CallLogIngester:
 _END: Any = object()
 
 
-async def _ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
-    """`items`, with the next one already being produced while the consumer works on the current one."""
-    pending = asyncio.ensure_future(anext(items, _END))
+async def _ahead(items: AsyncIterator[T], depth: int = AHEAD) -> AsyncIterator[T]:
+    """`items`, with up to `depth` more being produced while the consumer works on the current one."""
+    queue: asyncio.Queue[T] = asyncio.Queue(depth)
+
+    async def produce() -> None:
+        async for item in items:
+            await queue.put(item)
+        await queue.put(_END)
+
+    producer = asyncio.ensure_future(produce())
     try:
-        while (item := await pending) is not _END:
-            pending = asyncio.ensure_future(anext(items, _END))
+        while (item := await _next(queue, producer)) is not _END:
             yield item
     finally:
-        if not pending.done():  # the consumer stopped early (an error, a cancellation): stop producing
-            pending.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await pending
+        producer.cancel()  # the consumer stopped early (an error, a cancellation): stop producing
+        await asyncio.wait((producer,))
+        if not producer.cancelled():
+            producer.exception()  # already raised through _next if it matters; retrieved, so never reported twice
         await items.aclose()  # type: ignore[attr-defined]
+
+
+async def _next(queue: asyncio.Queue[T], producer: asyncio.Future[None]) -> T:
+    """The next item, or the producer's error as soon as it fails (it then puts nothing more)."""
+    getting = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait((getting, producer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        got = getting.done()
+        if not got:  # cancelling a pending get never loses an item: it takes one only once resumed
+            getting.cancel()
+    if got:
+        return getting.result()
+    producer.result()  # raises the producer's error
+    return await queue.get()  # it finished cleanly after all: _END is queued
 
 
 @asynccontextmanager

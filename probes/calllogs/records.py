@@ -164,6 +164,15 @@ class Batch:
     skipped: int = 0
     restarted: bool = field(default=False)  # the file was rotated: reading began again at offset 0
 
+    @classmethod
+    def joined(cls, parts: list[Batch]) -> Batch:
+        """Consecutive batches of one read as one, with the last one's cursor."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(tuple(r for part in parts for r in part.records), tuple(r for part in parts for r in part.rejected),
+                   parts[-1].cursor, sum(p.rows for p in parts), sum(p.skipped for p in parts),
+                   any(p.restarted for p in parts))
+
 
 def _object(text: Any) -> dict[str, Any]:
     try:

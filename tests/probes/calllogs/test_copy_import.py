@@ -70,7 +70,7 @@ async def test_the_copy_path_stores_the_same_rows_as_the_insert_path(tmp_path: P
     for batch in iter_master_csv(log, "pbx", options=config.call_logs["pbx"].csv,
                                  caller_key=b"caller-pseudonym-key"):
         async with inserted.write() as tx:
-            added += await insert_ignore(tx.conn, old.judge(batch).rows)
+            added += await insert_ignore(tx.conn, old.judge(batch).rows, CLOCK.now())
     assert stats.added == added == 700 * 8  # the fixture has 8 calls to the configured site
     rows = await every_row(copied)
     assert rows == await every_row(inserted)
@@ -84,13 +84,17 @@ async def test_both_paths_keep_the_first_of_two_rows_with_one_key_and_count_only
     config = config_for(tmp_path, DATA / "master_linkedid.csv")
     batch = next(iter_master_csv(DATA / "master_linkedid.csv", "pbx"))
     rows = ingester(config, two_stores[0]).judge(batch).rows
-    site = CALL_COLUMNS.index("site")
+    site, start = CALL_COLUMNS.index("site"), CALL_COLUMNS.index("started_at")
     twins = [row[:site] + ("another-site",) + row[site + 1:] for row in rows[:3]]
+    # Instants travel as epoch microseconds on the COPY path: odd microseconds and far dates come back exact.
+    rows[3] = rows[3][:start] + (datetime(2026, 6, 16, 8, 5, 0, 999_999, tzinfo=UTC),) + rows[3][start + 1:]
+    rows[4] = rows[4][:start] + (datetime(2199, 12, 31, 23, 59, 59, 1, tzinfo=UTC),) + rows[4][start + 1:]
     for store, add in zip(two_stores, (copy_merge, insert_ignore), strict=True):
         async with store.write() as tx:
-            assert await add(tx.conn, rows[:5] + twins) == 5
+            assert await add(tx.conn, rows[:5] + twins, CLOCK.now()) == 5
         async with store.write() as tx:
-            assert await add(tx.conn, rows) == len(rows) - 5  # in one transaction with the cursor, as imports do
+            assert await add(tx.conn, rows, CLOCK.now()) == len(rows) - 5
     stored = await every_row(two_stores[0])
     assert stored == await every_row(two_stores[1]) and len(stored) == len(rows)
     assert "another-site" not in {row[1 + site] for row in stored}  # + 1: the id column comes first
+    assert {row[1 + start] for row in stored} >= {rows[3][start], rows[4][start]}

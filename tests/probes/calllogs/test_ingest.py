@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import secrets
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ async def test_corrupt_rows_are_counted_and_the_rest_is_kept(tmp_path: Path) -> 
         stats = await ingester.run_once(live=False)
     finally:
         await store.close()
-    rows = sum(1 for _ in (DATA / "master_corrupt.csv").open("rb"))
+    rows = len((DATA / "master_corrupt.csv").read_bytes().splitlines())
     assert stats.rejected >= 1 and stats.rejected <= rows * 0.1
     assert stats.added >= rows * 0.8
     rejected = {s.labels["reason"]: s.value for m in registry.collect()
@@ -239,3 +240,48 @@ async def test_an_invalid_stored_cursor_is_reported_and_the_source_read_again_wi
         assert again is not None and again.cursor_reset is None and health.is_ok(f"calllog:{source}")
     finally:
         await store.close()
+
+
+async def _counting(limit: int, log: list[str], fail_at: int | None = None):  # noqa: ANN202
+    try:
+        for n in range(limit):
+            if n == fail_at:
+                raise OSError("the log vanished")
+            log.append(f"made {n}")
+            yield n
+            await asyncio.sleep(0)
+    finally:
+        log.append("closed")
+
+
+async def test_reading_ahead_hands_over_every_item_in_order_and_closes_the_source() -> None:
+    from probes.calllogs.ingest import _ahead
+
+    log: list[str] = []
+    async with aclosing(_ahead(_counting(7, log), depth=2)) as items:
+        assert [n async for n in items] == list(range(7))
+    assert log[-1] == "closed"
+
+
+async def test_reading_ahead_raises_the_sources_error_to_the_consumer() -> None:
+    from probes.calllogs.ingest import _ahead
+
+    log: list[str] = []
+    got = []
+    with pytest.raises(OSError, match="vanished"):
+        async with aclosing(_ahead(_counting(7, log, fail_at=3), depth=2)) as items:
+            async for n in items:
+                got.append(n)
+    assert got == [0, 1, 2] and log[-1] == "closed"
+
+
+async def test_reading_ahead_stops_reading_when_the_consumer_fails() -> None:
+    from probes.calllogs.ingest import _ahead
+
+    log: list[str] = []
+    with pytest.raises(RuntimeError):
+        async with aclosing(_ahead(_counting(1000, log), depth=2)) as items:
+            async for n in items:
+                if n == 1:
+                    raise RuntimeError("the store is down")
+    assert log[-1] == "closed" and len(log) < 10  # read at most `depth` + 1 ahead, then closed
