@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from probes.calllogs.asterisk_csv import MasterCsvOptions, iter_master_csv, read_master_csv
-from probes.calllogs.records import CallOutcome, CallRecord, FileCursor, RejectReason
+from probes.calllogs.asterisk_csv import MasterCsvOptions, iter_master_csv, read_master_csv, split_line, split_lines
+from probes.calllogs.filelines import RawLine
+from probes.calllogs.records import CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason
 
 from .cdr_data import DATA
 
@@ -262,3 +265,21 @@ def test_it_rejects_a_row_with_a_nul_byte_inside_a_field(tmp_path: Path) -> None
     records, rejected, _ = read_master_csv(log, "pbx")
     assert [(r.line_no, r.reason) for r in rejected] == [(3, RejectReason.nul_bytes)]
     assert not any("\0" in r.record_key for r in records)
+
+
+PIECES = [b'"', b",", b'""', b"a", b"0199001234", b"\r", b"\0", b"\xff", b" ", b'"x,y"', b"\xc3\xa9"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES), max_size=12).map(b"".join), min_size=1, max_size=12))
+@example([b'a","a', b"b,c"])  # even quotes, yet the line ends inside a quoted field: one reader would join them
+def test_splitting_lines_together_gives_what_splitting_each_alone_gives(datas: list[bytes]) -> None:
+    lines = [RawLine(n + 1, 0, 0, n + 1, data) for n, data in enumerate(datas)]
+    assert split_lines(lines) == [split_line(line) for line in lines]
+
+
+def test_splitting_lines_together_copes_with_a_field_too_large_among_them() -> None:
+    datas = [b'"a","b"', b'"' + b"x" * 200_000 + b'"', b'"c"']
+    lines = [RawLine(n + 1, 0, 0, n + 1, data) for n, data in enumerate(datas)]
+    assert split_lines(lines) == [split_line(line) for line in lines]
+    assert isinstance(split_lines(lines)[1], RejectedRow) and split_lines(lines)[2] == ('"c"', ["c"])

@@ -285,3 +285,16 @@ async def test_reading_ahead_stops_reading_when_the_consumer_fails() -> None:
                 if n == 1:
                     raise RuntimeError("the store is down")
     assert log[-1] == "closed" and len(log) < 10  # read at most `depth` + 1 ahead, then closed
+
+
+async def test_the_collector_thresholds_are_restored_once_every_read_is_over(tmp_path: Path) -> None:
+    import gc
+
+    from probes.calllogs.ingest import _COLLECTOR
+
+    before = gc.get_threshold()
+    with _COLLECTOR.relaxed():
+        with _COLLECTOR.relaxed():
+            assert gc.get_threshold()[0] >= 50_000
+        assert gc.get_threshold()[0] >= 50_000  # the other read still runs
+    assert gc.get_threshold() == before
