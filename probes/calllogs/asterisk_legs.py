@@ -88,7 +88,7 @@ def build_leg(
     """Apply the Asterisk rules to one row; a broken row becomes a `RejectedRow`, never an exception."""
     if row.duration < 0 or row.billsec < 0 or row.billsec > row.duration:
         return RejectedRow(row.line_no, RejectReason.duration, redact(excerpt))
-    outcome = DISPOSITIONS.get(row.disposition.strip().upper())
+    outcome = DISPOSITIONS.get(row.disposition) or DISPOSITIONS.get(row.disposition.strip().upper())
     if outcome is None:
         return RejectedRow(row.line_no, RejectReason.outcome, redact(excerpt))
     kind, dialled = normalise_number(row.dst, options.country_code)

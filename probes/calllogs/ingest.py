@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from monitor.calendar import BusinessCalendar
 from monitor.clock import Clock
 from monitor.config.models import CallLogSource, Config
-from monitor.store.calls import CALL_COLUMNS, CallRow
+from monitor.store.calls import CALL_COLUMNS, EPOCH, MICROSECOND, CallRow
 from monitor.store.records import Cursor, InvalidCursor
 from monitor.store.store import Store
 from probes.calllogs import (
@@ -185,6 +185,7 @@ class CallLogIngester:
         unknown = 0
         now = self.clock.now()
         numbers, opening_of, first = self.numbers, self._opening, self._first
+        epoch, micro = EPOCH, MICROSECOND  # rows carry instants as epoch microseconds (`calls.micros`, inlined)
         for record in batch.records:
             site_id = numbers.get(record.dialled)
             if site_id is None:
@@ -197,9 +198,11 @@ class CallLogIngester:
             else:
                 commitment = judged[0]
                 verdict, delay, late, reason = judge_against(record, judged[2])
+            answered = record.answered_at
             rows.append((record.source, record.record_key, site_id, record.dialled, record.caller_hash,
-                         record.started_at, record.answered_at, record.ended_at, record.ring_seconds,
-                         record.outcome.value, record.legs, opening, commitment, verdict, delay, late, reason))
+                         (record.started_at - epoch) // micro, None if answered is None else (answered - epoch) // micro,
+                         (record.ended_at - epoch) // micro, record.ring_seconds, record.outcome.value, record.legs,
+                         opening, commitment, verdict, delay, late, reason))
         return Judged(batch, rows, unknown, now)
 
     def _count(self, judged: Judged) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from monitor.calendar import calendars_from
 from monitor.clock import FakeClock
 from monitor.config import Config
-from monitor.store.calls import CALL_COLUMNS, copy_merge, insert_ignore
+from monitor.store.calls import CALL_COLUMNS, copy_merge, insert_ignore, instant, micros
 from monitor.store.schema import Call
 from monitor.store.store import Store
 from probes.calllogs.asterisk_csv import iter_master_csv
@@ -86,10 +86,10 @@ async def test_both_paths_keep_the_first_of_two_rows_with_one_key_and_count_only
     rows = ingester(config, two_stores[0]).judge(batch).rows
     site, start = CALL_COLUMNS.index("site"), CALL_COLUMNS.index("started_at")
     twins = [row[:site] + ("another-site",) + row[site + 1:] for row in rows[:3]]
-    rows[2] = rows[2][:start] + (datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC),) + rows[2][start + 1:]
+    rows[2] = rows[2][:start] + (micros(datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),) + rows[2][start + 1:]
     # Instants travel as epoch microseconds on the COPY path: odd microseconds and far dates come back exact.
-    rows[3] = rows[3][:start] + (datetime(2026, 6, 16, 8, 5, 0, 999_999, tzinfo=UTC),) + rows[3][start + 1:]
-    rows[4] = rows[4][:start] + (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),) + rows[4][start + 1:]
+    rows[3] = rows[3][:start] + (micros(datetime(2026, 6, 16, 8, 5, 0, 999_999, tzinfo=UTC)),) + rows[3][start + 1:]
+    rows[4] = rows[4][:start] + (micros(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),) + rows[4][start + 1:]
     for store, add in zip(two_stores, (copy_merge, insert_ignore), strict=True):
         async with store.write() as tx:
             assert await add(tx.conn, rows[:5] + twins, CLOCK.now()) == 5
@@ -98,4 +98,4 @@ async def test_both_paths_keep_the_first_of_two_rows_with_one_key_and_count_only
     stored = await every_row(two_stores[0])
     assert stored == await every_row(two_stores[1]) and len(stored) == len(rows)
     assert "another-site" not in {row[1 + site] for row in stored}  # + 1: the id column comes first
-    assert {row[1 + start] for row in stored} >= {rows[2][start], rows[3][start], rows[4][start]}
+    assert {row[1 + start] for row in stored} >= {instant(rows[n][start]) for n in (2, 3, 4)}
