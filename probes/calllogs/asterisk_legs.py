@@ -25,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes.calllogs.grouping import Leg, merge_legs
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
-from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason, SqlCursor
+from probes.calllogs.records import (
+    Batch,
+    CallOutcome,
+    CallRecord,
+    FileCursor,
+    RejectedRow,
+    RejectReason,
+    SqlCursor,
+    key_problem,
+)
 from probes.calllogs.timeutil import LocalZone, resolve_start, zone_named
 
 DISPOSITIONS = {
@@ -94,11 +103,14 @@ def build_leg(
     kind, dialled = normalise_number(row.dst, options.country_code)
     if kind is NumberKind.invalid:
         return RejectedRow(row.line_no, RejectReason.number, redact(excerpt))
+    key = call_key(row)
+    if (problem := key_problem(key)) is not None:  # a garbage linkedid or uniqueid (a SQL row can hold NULs)
+        return RejectedRow(row.line_no, problem, redact(excerpt.replace("\0", "")))
     start = resolve_start(row.start, row.answer, row.end, row.duration, row.billsec, zone)
     ring = row.duration - row.billsec if outcome is CallOutcome.answered else row.duration
     caller = pseudonymise(row.src, caller_key, options.country_code) if caller_key else None
     # key, line_no, started_at, ring_seconds, duration, outcome, dialled, caller_hash, order (positional: per row)
-    return Leg(call_key(row), row.line_no, start, float(ring), float(row.duration), outcome, dialled, caller,
+    return Leg(key, row.line_no, start, float(ring), float(row.duration), outcome, dialled, caller,
                (_sortable(row.sequence),))
 
 

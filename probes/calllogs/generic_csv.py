@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from probes.calllogs.filelines import NUL, RawLine, checked_cursor, csv_reason, iter_lines, nul_rejection
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
-from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason
+from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason, key_problem
 from probes.calllogs.timeutil import LocalZone, parse_seconds, resolve_call, zone_named
 
 Columns = Annotated[str | tuple[str, ...], Field(description="A header name, or several joined with a space (date + time).")]
@@ -177,7 +177,10 @@ def _record(fields: list[str], plan: _Plan, mapping: GenericCsvMapping, source: 
     ended = _ended(start_utc, end_utc, duration, ring, talk)
     answered_at = start_utc + timedelta(seconds=ring) if outcome is CallOutcome.answered else None
     caller = pseudonymise(fields[plan.caller], caller_key, mapping.country_code) if plan.caller is not None else None
-    return CallRecord(source=source, record_key=_key(fields, plan), dialled=dialled, caller_hash=caller,
+    key = _key(fields, plan)
+    if (problem := key_problem(key)) is not None:
+        raise _Bad(problem)
+    return CallRecord(source=source, record_key=key, dialled=dialled, caller_hash=caller,
                       started_at=start_utc, answered_at=answered_at, ended_at=ended, ring_seconds=ring,
                       outcome=outcome)
 

@@ -25,6 +25,14 @@ from math import ceil
 from typing import Any, NamedTuple
 
 INT64_MAX = 2**63 - 1
+MAX_KEY_LENGTH = 128  # the store's `calls.record_key` column: a longer key would fail its whole batch, for ever
+
+
+def key_problem(key: str) -> RejectReason | None:
+    """Why a record key cannot be stored (too long, or a NUL PostgreSQL refuses in text), or None."""
+    if len(key) > MAX_KEY_LENGTH:
+        return RejectReason.field_too_large
+    return RejectReason.nul_bytes if "\0" in key else None
 _MAX_TEXT = 1024  # longest uniqueid, tie-breaker or record key a cursor may hold (Asterisk's are <= 150)
 
 

@@ -283,3 +283,19 @@ def test_splitting_lines_together_copes_with_a_field_too_large_among_them() -> N
     lines = [RawLine(n + 1, 0, 0, n + 1, data) for n, data in enumerate(datas)]
     assert split_lines(lines) == [split_line(line) for line in lines]
     assert isinstance(split_lines(lines)[1], RejectedRow) and split_lines(lines)[2] == ('"c"', ["c"])
+
+
+def test_it_rejects_a_call_key_longer_than_the_store_keeps(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    log.write_bytes(lines[0] + lines[1].replace(b'"1781598000.2"', b'"' + b"9" * 129 + b'"') + b"".join(lines[2:]))
+    records, rejected, _ = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(2, RejectReason.field_too_large)]
+    assert len(records) == 10
+
+
+def test_the_longest_key_kept_is_the_store_column_length() -> None:
+    from monitor.store.schema import Call
+    from probes.calllogs.records import MAX_KEY_LENGTH
+
+    assert Call.__table__.c.record_key.type.length == MAX_KEY_LENGTH

@@ -99,3 +99,13 @@ async def test_both_paths_keep_the_first_of_two_rows_with_one_key_and_count_only
     assert stored == await every_row(two_stores[1]) and len(stored) == len(rows)
     assert "another-site" not in {row[1 + site] for row in stored}  # + 1: the id column comes first
     assert {row[1 + start] for row in stored} >= {instant(rows[n][start]) for n in (2, 3, 4)}
+
+
+async def test_a_call_key_too_long_for_the_store_is_rejected_not_retried_for_ever(tmp_path: Path, two_stores) -> None:
+    lines = (DATA / "master_linkedid.csv").read_bytes().splitlines(keepends=True)
+    log = tmp_path / "Master.csv"
+    log.write_bytes(b"".join(line.replace(b'"1781597100.1"', b'"' + b"7" * 200 + b'"') for line in lines))
+    config = config_for(tmp_path, log)
+    stats = await ingester(config, two_stores[0]).run_once(live=False)
+    assert stats.rejected == 1 and stats.added == 7
+    assert (await ingester(config, two_stores[0]).run_once(live=False)).rows == 0  # the cursor moved on
