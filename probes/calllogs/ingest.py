@@ -144,11 +144,13 @@ class CallLogIngester:
             batches = iter_generic_csv(file, self.source_id, self.source.mapping, cursor=cursor,
                                        caller_key=caller_key, now=now, batch_rows=SLICE_ROWS)
         parts: list[Batch] = []
+        rows = 0
         for part in batches:  # one slice of parsing: the loop (and the store's I/O) gets its turn after each
             parts.append(part)
-            if sum(p.rows for p in parts) >= STORE_ROWS:
+            rows += part.rows
+            if rows >= STORE_ROWS:
                 yield self.judge(Batch.joined(parts))
-                parts = []
+                parts, rows = [], 0
             await asyncio.sleep(0)
         if parts:
             yield self.judge(Batch.joined(parts))

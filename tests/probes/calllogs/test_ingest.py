@@ -23,6 +23,7 @@ from monitor.health import Health
 from monitor.metrics import Metrics
 from monitor.store.schema import Call, WatcherCursor
 from monitor.store.store import Store
+from probes.calllogs import Batch
 from probes.calllogs.asterisk_sql import asterisk_cdr_table
 from probes.calllogs.ingest import CallLogIngester, poll_once
 from tests.conftest import config_from
@@ -298,3 +299,30 @@ async def test_the_collector_thresholds_are_restored_once_every_read_is_over(tmp
             assert gc.get_threshold()[0] >= 50_000
         assert gc.get_threshold()[0] >= 50_000  # the other read still runs
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize("fixture", ["master_linkedid.csv", "master_dst.csv", "master_no_linkedid.csv"])
+def test_the_stored_row_holds_the_first_judgement_of_judge_call(tmp_path: Path, fixture: str) -> None:
+    from monitor.store.calls import CALL_COLUMNS, instant
+    from probes.calllogs import judge_call, read_master_csv
+
+    config = config_for(tmp_path, DATA / fixture)
+    calendars = calendars_from(config)
+    ingester = CallLogIngester("pbx", config.call_logs["pbx"], None, config, calendars,  # type: ignore[arg-type]
+                               SystemClock())
+    records = read_master_csv(DATA / fixture, "pbx")[0]
+    batch = Batch(tuple(records), (), None)
+    rows = {row[1]: dict(zip(CALL_COLUMNS, row, strict=True)) for row in ingester.judge(batch).rows}
+    museum = calendars["museum"]
+    for record in records:
+        if record.record_key not in rows:
+            assert record.dialled != "+33199001234"  # only calls to the configured site are stored
+            continue
+        row = rows[record.record_key]
+        (first, *_) = judge_call(record, "maison-victor-hugo", lambda _, at: museum.is_open(at),
+                                 config.commitments_for("phone"))
+        assert (row["opening"], row["commitment"], row["verdict"], row["delay_seconds"], row["late"],
+                row["reason"]) == (first.opening, first.commitment, first.verdict, first.delay_seconds, first.late,
+                                   first.reason)
+        assert (instant(row["started_at"]), row["answered_at"] and instant(row["answered_at"]),
+                instant(row["ended_at"])) == (record.started_at, record.answered_at, record.ended_at)
