@@ -4,10 +4,12 @@ On PostgreSQL (asyncpg) a batch is copied with binary COPY
 (`copy_records_to_table`) into a temporary table, then merged into `calls`
 by one `INSERT … SELECT … ON CONFLICT (source, record_key) DO NOTHING`,
 inside the caller's transaction: the one that also moves the reader's
-cursor, so a crash neither loses nor doubles a call.  Elsewhere (SQLite) one
-multi-row insert-or-ignore does the same; it is also the path PostgreSQL
-took before COPY (`insert_ignore`), kept so the two can be compared.  Both
-store identical rows, in the order given, and return how many were new.
+cursor, so a crash neither loses nor doubles a call.  SQLite runs one
+insert-or-ignore through its driver on plain values (`sqlite_insert_plain`).
+Any other backend uses SQLAlchemy's multi-row insert-or-ignore, the path
+PostgreSQL took before COPY (`insert_ignore`), kept so that the others can be
+compared with it.  All store identical rows, in the order given, and return
+how many were new.
 
 Rows are plain tuples in `CALL_COLUMNS` order, with instants as integer
 epoch microseconds (`micros`), and `ingested_at` is one value for the batch:
@@ -61,6 +63,18 @@ _MERGE = (f"WITH staged AS (DELETE FROM pg_temp.{_STAGING} RETURNING *) "
           f"FROM staged ORDER BY ord ON CONFLICT (source, record_key) DO NOTHING")
 
 
+_SQLITE_INSERT = (f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}, ingested_at) VALUES "
+                  f"({', '.join('?' * (len(CALL_COLUMNS) + 1))}) ON CONFLICT (source, record_key) DO NOTHING")
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def _sqlite_text(value: int | None) -> str | None:
+    """What SQLAlchemy's SQLite DATETIME stores for the UTC instant `value` (epoch microseconds)."""
+    if value is None:
+        return None
+    return (_NAIVE_EPOCH + timedelta(microseconds=value)).isoformat(" ", "microseconds")
+
+
 def micros(instant: datetime) -> int:
     """An aware instant as integer microseconds since 1970-01-01 UTC: how rows carry instants."""
     return (instant - EPOCH) // MICROSECOND
@@ -77,6 +91,8 @@ async def add_calls(conn: AsyncConnection, rows: Sequence[CallRow], ingested_at:
         return 0
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
         return await copy_merge(conn, rows, ingested_at)
+    if conn.dialect.name == "sqlite":
+        return await sqlite_insert_plain(conn, rows, ingested_at)
     return await insert_ignore(conn, rows, ingested_at)
 
 
@@ -89,6 +105,15 @@ async def copy_merge(conn: AsyncConnection, rows: Sequence[CallRow], ingested_at
     await driver.copy_records_to_table(_STAGING, schema_name="pg_temp", records=rows, columns=CALL_COLUMNS)
     status = await driver.execute(_MERGE, ingested_at)  # "INSERT 0 <new rows>"
     return int(status.rsplit(" ", 1)[1])
+
+
+async def sqlite_insert_plain(conn: AsyncConnection, rows: Sequence[CallRow], ingested_at: datetime) -> int:
+    """SQLite: `insert_ignore`'s statement run by the driver on plain values, written as SQLAlchemy writes them
+    (instants as naive UTC text with microseconds): a third of the CPU of its per-value bind processing."""
+    at = _sqlite_text(micros(ingested_at))
+    values = [(*row[:5], _sqlite_text(row[5]), _sqlite_text(row[6]), _sqlite_text(row[7]), *row[8:], at)
+              for row in rows]
+    return (await conn.exec_driver_sql(_SQLITE_INSERT, values)).rowcount
 
 
 async def insert_ignore(conn: AsyncConnection, rows: Sequence[CallRow], ingested_at: datetime) -> int:

@@ -1,4 +1,5 @@
-"""On PostgreSQL calls are stored by COPY and one merge: exactly the rows the multi-row INSERT stored before."""
+"""Calls are stored by COPY and one merge on PostgreSQL, by the driver on SQLite: exactly the rows SQLAlchemy's
+multi-row INSERT stored before."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import sqlalchemy as sa
 from monitor.calendar import calendars_from
 from monitor.clock import FakeClock
 from monitor.config import Config
-from monitor.store.calls import CALL_COLUMNS, copy_merge, insert_ignore, instant, micros
+from monitor.store import migrate
+from monitor.store.calls import CALL_COLUMNS, copy_merge, insert_ignore, instant, micros, sqlite_insert_plain
 from monitor.store.schema import Call
 from monitor.store.store import Store
 from probes.calllogs.asterisk_csv import iter_master_csv
@@ -109,3 +111,30 @@ async def test_a_call_key_too_long_for_the_store_is_rejected_not_retried_for_eve
     stats = await ingester(config, two_stores[0]).run_once(live=False)
     assert stats.rejected == 1 and stats.added == 7
     assert (await ingester(config, two_stores[0]).run_once(live=False)).rows == 0  # the cursor moved on
+
+
+async def test_on_sqlite_the_driver_path_stores_the_same_rows_as_sqlalchemys_insert(tmp_path: Path) -> None:
+    config = config_for(tmp_path, DATA / "master_linkedid.csv")
+    batch = next(iter_master_csv(DATA / "master_linkedid.csv", "pbx"))
+    stores = []
+    for name in ("plain", "orm"):
+        url = f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        await asyncio.to_thread(migrate.upgrade, url)
+        stores.append(Store.open(url))
+    try:
+        rows = ingester(config, stores[0]).judge(batch).rows
+        start = CALL_COLUMNS.index("started_at")
+        rows[0] = rows[0][:start] + (micros(datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),) + rows[0][start + 1:]
+        for store, add in zip(stores, (sqlite_insert_plain, insert_ignore), strict=True):
+            async with store.write() as tx:
+                assert await add(tx.conn, rows[:4], CLOCK.now()) == 4
+            async with store.write() as tx:
+                assert await add(tx.conn, rows, CLOCK.now()) == len(rows) - 4
+        async with stores[0].read() as one, stores[1].read() as other:
+            raw = "SELECT * FROM calls ORDER BY id"  # as stored: the text of every instant compared too
+            assert [tuple(r) for r in await one.exec_driver_sql(raw)] == [
+                tuple(r) for r in await other.exec_driver_sql(raw)]
+        assert await every_row(stores[0]) == await every_row(stores[1])
+    finally:
+        for store in stores:
+            await store.close()
