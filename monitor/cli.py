@@ -213,6 +213,9 @@ def cmd_import_calls(args: argparse.Namespace) -> int:
     elif not Path(args.path).is_file():
         raise UsageError(f"{args.path}: no such file")
     stats = asyncio.run(_with_store(config, lambda store: _import_calls(store, config, args)))
+    if stats.cursor_reset is not None:
+        print(f"{args.source}: the stored cursor was invalid ({stats.cursor_reset}); read again from the start",
+              file=sys.stderr)
     print(f"{args.source}: {stats.rows} rows read, {stats.calls} calls, {stats.added} new, "
           f"{stats.rejected} rows rejected, {stats.unknown_site} calls to numbers of no site", file=sys.stderr)
     return 0

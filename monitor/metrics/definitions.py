@@ -120,6 +120,8 @@ CALLLOG_REJECT_REASONS: Mapping[str, str] = {
     "duration": "a negative or non-numeric duration, or talk time longer than the call",
     "number": "an empty or malformed dialled number",
     "outcome": "a disposition or status value nobody mapped",
+    "field_too_large": "a field longer than the CSV reader's limit (128 KiB), e.g. a crashed writer's garbage",
+    "nul_bytes": "NUL bytes in the line, e.g. the hole a crash leaves in a log file",
     "unknown_site": "no configured site has the called number",
     "other": "anything else; unknown reasons are mapped here",
 }

@@ -132,6 +132,10 @@ class StoredEvidence:
     created_at: datetime
 
 
+class InvalidCursor(ValueError):
+    """A stored cursor whose position cannot be read back; its reader should start again from a safe place."""
+
+
 @dataclass(frozen=True)
 class Cursor:
     name: str

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.store import chain
+from monitor.store import calls, chain
 from monitor.store.engine import create_engine, is_postgres, safe_url, writing
 from monitor.store.inlists import execute_in, rows_in
 from monitor.store.records import (
@@ -34,6 +34,7 @@ from monitor.store.records import (
     Cursor,
     EventRecord,
     EvidenceItem,
+    InvalidCursor,
     NewProbe,
     ProbeRecord,
     StoredEvidence,
@@ -211,6 +212,12 @@ class StoreTx:
             )
         else:
             await self.conn.execute(Verdict.__table__.insert(), [values])
+
+    # ---- calls from call logs
+
+    async def add_calls(self, rows: Sequence[calls.CallRow], ingested_at: datetime) -> int:
+        """Store judged calls (`calls.CALL_COLUMNS` tuples) not stored yet; how many were new."""
+        return await calls.add_calls(self.conn, rows, ingested_at)
 
     # ---- plans and cursors
 
@@ -394,7 +401,10 @@ class Store:
             row = (await conn.execute(select(WatcherCursor).where(WatcherCursor.name == name))).one_or_none()
         if row is None:
             return None
-        position = json.loads(row.position) if row.position else None
+        try:
+            position = json.loads(row.position) if row.position else None
+        except ValueError as error:  # also an integer of more than 4300 digits
+            raise InvalidCursor(f"stored cursor {name!r} is not valid JSON ({str(error)[:80]})") from None
         return Cursor(row.name, row.uidvalidity, row.last_uid, position)
 
     # ---- chain

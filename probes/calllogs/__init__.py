@@ -28,6 +28,7 @@ from probes.calllogs.records import (
     Batch,
     CallOutcome,
     CallRecord,
+    CursorError,
     FileCursor,
     RejectedRow,
     RejectReason,
@@ -36,7 +37,8 @@ from probes.calllogs.records import (
 from probes.calllogs.verdict import CallJudgement, judge_call, map_to_site, sites_by_number
 
 __all__ = [
-    "AsteriskSqlOptions", "Batch", "CallJudgement", "CallOutcome", "CallRecord", "CdrSchemaError", "FileCursor",
+    "AsteriskSqlOptions", "Batch", "CallJudgement", "CallOutcome", "CallRecord", "CdrSchemaError", "CursorError",
+    "FileCursor",
     "GenericCsvMapping", "MappingError", "MasterCsvOptions", "RejectReason", "RejectedRow", "SqlCursor",
     "aiter_sql_cdr", "iter_generic_csv", "iter_master_csv", "judge_call", "map_to_site", "normalise_number",
     "pseudonymise", "read_generic_csv", "read_master_csv", "read_sql_cdr", "sites_by_number",

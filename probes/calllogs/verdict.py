@@ -77,19 +77,35 @@ def judge_call(
     """One judgement per phone commitment that applies when the call arrived."""
     opening: Literal["open", "closed"] = "open" if is_open(site_id, record.started_at) else "closed"
     judged = []
-    for name, commitment in commitments.items():
-        threshold = commitment.threshold_seconds
-        if threshold is None or commitment.during not in ("any", opening):
-            continue
-        verdict, reason = _verdict(record, threshold)
-        answered = record.outcome is CallOutcome.answered
+    for name, commitment, threshold in applicable(commitments, opening):
+        verdict, delay, late, reason = judge_against(record, threshold)
         judged.append(CallJudgement(
             site=site_id, commitment=name, opening=opening, verdict=verdict,
             rings=record.rings(commitment.ring_cadence_seconds), ring_seconds=record.ring_seconds,
-            delay_seconds=record.ring_seconds if answered else None,
-            late=answered and verdict == "missed", reason=reason,
+            delay_seconds=delay, late=late, reason=reason,
         ))
     return tuple(judged)
+
+
+def applicable(commitments: Mapping[str, PhoneCommitment],
+               opening: Literal["open", "closed"]) -> tuple[tuple[str, PhoneCommitment, float], ...]:
+    """The commitments, in config order, that judge a call arriving while the site is `opening`, with thresholds.
+
+    It depends on the opening only: an importer computes it twice, not once per call.
+    """
+    chosen = []
+    for name, commitment in commitments.items():
+        threshold = commitment.threshold_seconds
+        if threshold is not None and commitment.during in ("any", opening):
+            chosen.append((name, commitment, threshold))
+    return tuple(chosen)
+
+
+def judge_against(record: CallRecord, threshold: float) -> tuple[Verdict, float | None, bool, str | None]:
+    """(verdict, delay_seconds, late, reason) of one call against one threshold, per the rules above."""
+    answered = record.outcome is CallOutcome.answered
+    verdict, reason = _verdict(record, threshold)
+    return verdict, record.ring_seconds if answered else None, answered and verdict == "missed", reason
 
 
 def _verdict(record: CallRecord, threshold: float) -> tuple[Verdict, str | None]:

@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from probes.calllogs.asterisk_csv import MasterCsvOptions, iter_master_csv, read_master_csv
-from probes.calllogs.records import CallOutcome, CallRecord, FileCursor, RejectReason
+from probes.calllogs.asterisk_csv import MasterCsvOptions, iter_master_csv, read_master_csv, split_line, split_lines
+from probes.calllogs.filelines import RawLine
+from probes.calllogs.records import CallOutcome, CallRecord, FileCursor, RejectedRow, RejectReason
 
 from .cdr_data import DATA
 
@@ -219,3 +222,80 @@ def test_it_starts_again_from_the_top_when_the_log_was_rotated(tmp_path: Path) -
 def test_it_persists_and_restores_a_cursor_as_json() -> None:
     _, _, cursor = read_master_csv(DATA / "master_linkedid.csv", "pbx")
     assert FileCursor.from_json(cursor.to_json()) == cursor
+
+
+def _lines() -> list[bytes]:
+    return (DATA / "master_linkedid.csv").read_bytes().splitlines(keepends=True)
+
+
+def test_it_rejects_a_field_too_large_for_the_csv_module_and_reads_on(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    log.write_bytes(lines[0] + b'"","' + b"x" * 200_000 + b'","0199001234"\n' + b"".join(lines[1:]))
+    records, rejected, cursor = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(2, RejectReason.field_too_large)]
+    assert len(records) == 11 and cursor.line_no == len(lines) + 1
+    assert len(rejected[0].excerpt) <= 160
+
+
+def test_it_rejects_a_bare_carriage_return_inside_a_field_and_reads_on(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    log.write_bytes(lines[0] + lines[1].replace(b",91,60,", b",9\r1,60,") + b"".join(lines[2:]))
+    records, rejected, _ = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(2, RejectReason.columns)]
+
+
+def test_it_rejects_a_hole_of_nul_bytes_left_by_a_crash_and_keeps_the_call_written_after_it(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    # A crash lost the end of the file: the file system kept its length as NUL bytes, and the PBX appended
+    # its next line after them (so the hole and that line are one physical line).
+    log.write_bytes(lines[0] + b"\0" * 300_000 + b"".join(lines[1:]))
+    records, rejected, _ = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(2, RejectReason.nul_bytes)]
+    assert "\0" not in rejected[0].excerpt and len(rejected[0].excerpt) <= 160
+    assert set(by_key(records)) == set(by_key(read_master_csv(DATA / "master_linkedid.csv", "pbx")[0]))
+
+
+def test_it_rejects_a_row_with_a_nul_byte_inside_a_field(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    log.write_bytes(b"".join(lines[:2]) + lines[2].replace(b"PJSIP", b"PJ\0SIP", 1) + b"".join(lines[3:]))
+    records, rejected, _ = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(3, RejectReason.nul_bytes)]
+    assert not any("\0" in r.record_key for r in records)
+
+
+PIECES = [b'"', b",", b'""', b"a", b"0199001234", b"\r", b"\0", b"\xff", b" ", b'"x,y"', b"\xc3\xa9"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES), max_size=12).map(b"".join), min_size=1, max_size=12))
+@example([b'a","a', b"b,c"])  # even quotes, yet the line ends inside a quoted field: one reader would join them
+def test_splitting_lines_together_gives_what_splitting_each_alone_gives(datas: list[bytes]) -> None:
+    lines = [RawLine(n + 1, 0, 0, n + 1, data) for n, data in enumerate(datas)]
+    assert split_lines(lines) == [split_line(line) for line in lines]
+
+
+def test_splitting_lines_together_copes_with_a_field_too_large_among_them() -> None:
+    datas = [b'"a","b"', b'"' + b"x" * 200_000 + b'"', b'"c"']
+    lines = [RawLine(n + 1, 0, 0, n + 1, data) for n, data in enumerate(datas)]
+    assert split_lines(lines) == [split_line(line) for line in lines]
+    assert isinstance(split_lines(lines)[1], RejectedRow) and split_lines(lines)[2] == ('"c"', ["c"])
+
+
+def test_it_rejects_a_call_key_longer_than_the_store_keeps(tmp_path: Path) -> None:
+    lines = _lines()
+    log = tmp_path / "Master.csv"
+    log.write_bytes(lines[0] + lines[1].replace(b'"1781598000.2"', b'"' + b"9" * 129 + b'"') + b"".join(lines[2:]))
+    records, rejected, _ = read_master_csv(log, "pbx")
+    assert [(r.line_no, r.reason) for r in rejected] == [(2, RejectReason.field_too_large)]
+    assert len(records) == 10
+
+
+def test_the_longest_key_kept_is_the_store_column_length() -> None:
+    from monitor.store.schema import Call
+    from probes.calllogs.records import MAX_KEY_LENGTH
+
+    assert Call.__table__.c.record_key.type.length == MAX_KEY_LENGTH

@@ -185,3 +185,16 @@ async def test_it_streams_batches_whose_cursors_each_resume_exactly(engine: Asyn
         seen |= set(keyed(list(batch.records)))
         rest = (await read_sql_cdr(engine, "pbx", cursor=batch.cursor))[0]
         assert set(keyed(rest)) == everything - seen
+
+
+async def test_it_rejects_a_row_whose_call_key_holds_a_nul_and_reads_on(engine: AsyncEngine) -> None:
+    rows = table_rows(DATA / "master_linkedid.csv")
+    rows[1] = rows[1] | {"uniqueid": "1781598000\x00.2", "linkedid": "1781598000\x00.2"}
+    if engine.dialect.name == "postgresql":  # it refuses NUL in text itself: no such row can reach the reader
+        with pytest.raises(sa.exc.DBAPIError):
+            await cdr_table(engine, rows)
+        return
+    await cdr_table(engine, rows)  # MariaDB and SQLite keep it
+    records, rejected, _ = await read_sql_cdr(engine, "pbx")
+    assert [r.reason for r in rejected] == [RejectReason.nul_bytes] and "\0" not in rejected[0].excerpt
+    assert len(records) == 10

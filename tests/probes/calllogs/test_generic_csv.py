@@ -126,3 +126,25 @@ def test_it_rejects_mappings_that_cannot_work(mapping: GenericCsvMapping, change
 def test_it_is_frozen(mapping: GenericCsvMapping) -> None:
     with pytest.raises(ValidationError):
         mapping.delimiter = ","  # type: ignore[misc]
+
+
+def test_it_rejects_fields_too_large_and_nul_bytes_each_with_its_reason_and_reads_on(tmp_path: Path) -> None:
+    export = tmp_path / "calls.csv"
+    export.write_bytes(
+        b"id,start,to,waited,talked\n"
+        b"A-1,2026-06-16 10:00:00,0199001234,5,10\n"
+        b"A-2,2026-06-16 10:01:00,0199001234," + b"9" * 200_000 + b",10\n"
+        b"A-\x003,2026-06-16 10:02:00,0199001234,5,10\n"
+        + b"\0" * 1000 + b"A-4,2026-06-16 10:03:00,0199001234,5,10\n"
+        b"A-5,2026-06-16 10:04:00,0199001234,\"5\r\",10\n"
+        b"A-6,2026-06-16 10:05:00,0199\r001234,5,10\n"
+    )
+    mapping = GenericCsvMapping(id="id", start="start", dialled="to", ring_seconds="waited", talk_seconds="talked")
+    records, rejected, cursor = read_generic_csv(export, "op", mapping)
+    # A NUL may sit anywhere in an unquoted export (here "A-" NUL "3,…" would read as a valid call "3"): the
+    # whole line goes, unlike Master.csv where quoting tells a crash hole from a damaged field.
+    assert [r.record_key for r in records] == ["A-1", "A-5"]
+    assert [(r.line_no, r.reason) for r in rejected] == [
+        (3, RejectReason.field_too_large), (4, RejectReason.nul_bytes), (5, RejectReason.nul_bytes),
+        (7, RejectReason.columns)]
+    assert cursor.line_no == 7

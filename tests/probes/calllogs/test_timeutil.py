@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from probes.calllogs.timeutil import parse_seconds, readings, resolve_call
+from probes.calllogs.timeutil import LocalZone, parse_seconds, readings, resolve_call, zone_named
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -61,3 +63,19 @@ def test_it_reads_durations_written_as_seconds_or_clock_times(text: str, seconds
 def test_it_refuses_durations_that_are_not_numbers(text: str) -> None:
     with pytest.raises(ValueError):
         parse_seconds(text)
+
+
+# Each zone with the local midnight before its 2026 changes: an hour shift (Paris, St John's), a half hour (Lord Howe).
+CHANGES = {"Europe/Paris": ("2026-03-29", "2026-10-25"), "America/St_Johns": ("2026-03-08", "2026-11-01"),
+           "Australia/Lord_Howe": ("2026-04-05", "2026-10-04"), "UTC": ("2026-03-29", "2026-10-25")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(list(CHANGES)), st.integers(0, 1), st.booleans(),
+       st.lists(st.integers(min_value=0, max_value=6 * 36000), min_size=1, max_size=200))
+def test_the_cached_zone_reads_every_stamp_like_the_exact_conversion(zone: str, change: int, in_order: bool,
+                                                                     tenths: list[int]) -> None:
+    local, day = LocalZone(zone_named(zone)), datetime.fromisoformat(CHANGES[zone][change])
+    stamps = [day + timedelta(seconds=t / 10) for t in (sorted(tenths) if in_order else tenths)]
+    assert [local.readings(s) for s in stamps] == [readings(s, zone_named(zone)) for s in stamps]
+    assert all(r.tzinfo is UTC for s in stamps for r in local.readings(s))
