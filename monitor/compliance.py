@@ -1,7 +1,8 @@
 """Compliance of a site with a commitment over a period (pure).
 
-`ratio` = met / (met + missed): void probes (our own failures) and pending
-ones are left out.  The Wilson score interval gives the 95 % bounds, which
+`ratio` = met / (met + missed): void probes (our own failures), pending ones
+and those in `review` (a held message awaits an auditor) are left out.  The
+Wilson score interval gives the 95 % bounds, which
 stay honest for small samples and ratios near 0 or 1.  `status` is
 `compliant` / `non_compliant`, or `insufficient_data` when there are fewer
 decided samples than `min_samples` and the interval straddles the target
@@ -29,6 +30,8 @@ class Compliance:
     ci_low: float | None
     ci_high: float | None
     status: str
+    review: int = 0  # held for an auditor: counted like pending
+
 
     @property
     def n(self) -> int:
@@ -40,7 +43,8 @@ class Compliance:
 
     def public(self) -> dict[str, object]:
         return {"site": self.site, "commitment": self.commitment, "n": self.n, "met": self.met,
-                "missed": self.missed, "pending": self.pending, "void": self.void, "ratio": self.ratio,
+                "missed": self.missed, "pending": self.pending, "review": self.review, "void": self.void,
+                "ratio": self.ratio,
                 "ci_low": self.ci_low, "ci_high": self.ci_high, "target": self.target, "status": self.status}
 
 
@@ -63,7 +67,7 @@ def compliance(site: str, commitment: str, counts: Mapping[str, int], target: fl
     bounds = wilson(met, met + missed)
     low, high = bounds if bounds else (None, None)
     return Compliance(site, commitment, met, missed, counts.get("pending", 0), counts.get("void", 0), target,
-                      low, high, _status(met, met + missed, bounds, target, min_samples))
+                      low, high, _status(met, met + missed, bounds, target, min_samples), counts.get("review", 0))
 
 
 def _status(met: int, n: int, bounds: tuple[float, float] | None, target: float, min_samples: int) -> str:

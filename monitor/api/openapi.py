@@ -12,6 +12,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.api.routes import Route
+from monitor.verdicts import VERDICTS
 
 INSTANT = {"type": ["string", "null"], "format": "date-time"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -32,7 +33,7 @@ def page_of(item: str) -> dict[str, Any]:
     return closed({"items": {"type": "array", "items": ref(item)}, "next_cursor": TEXT_OR_NULL})
 
 
-VERDICT = closed({"verdict": {"type": "string", "enum": ["pending", "met", "missed", "void"]},
+VERDICT = closed({"verdict": {"type": "string", "enum": list(VERDICTS)},
                   "deadline": INSTANT, "delay_seconds": NUMBER_OR_NULL, "business_delay_seconds": NUMBER_OR_NULL,
                   "late": {"type": "boolean"}, "reason": TEXT_OR_NULL})
 EVENT = closed({"seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
@@ -68,7 +69,8 @@ COMMITMENT = closed({
 COUNT = {"type": "integer", "minimum": 0}
 COMPLIANCE = closed({
     "site": {"type": "string"}, "commitment": {"type": "string"}, "n": COUNT, "met": COUNT, "missed": COUNT,
-    "pending": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL, "ci_high": NUMBER_OR_NULL,
+    "pending": COUNT, "review": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL,
+    "ci_high": NUMBER_OR_NULL,
     "target": {"type": "number"},
     "status": {"type": "string", "enum": ["compliant", "non_compliant", "insufficient_data"]},
 })

@@ -32,6 +32,7 @@ from monitor.web.html import (
     status_symbol,
     tag,
 )
+from monitor.verdicts import VERDICTS
 from monitor.web.style import CSS
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -134,7 +135,7 @@ def _network_section(ctx: ReportContext) -> str:
 
 def _pooled(ctx: ReportContext, cid: str, commitment: Commitment) -> Compliance:
     """One commitment's counts summed over the reported sites, judged like a site (labelled as a pool)."""
-    counts = {"met": 0, "missed": 0, "pending": 0, "void": 0}
+    counts = dict.fromkeys(VERDICTS, 0)
     for rows in ctx.rows_by_site.values():
         for c in rows:
             if c.commitment == cid:
@@ -164,7 +165,7 @@ def _sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> s
     caption = f"Compliance per site and commitment — sites {first}–{first + len(sites) - 1} of {len(ctx.sites)}"
     return ('<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">n = met + missed; ratio = met ÷ n (void probes, the monitor\'s own failures, and pending '
-            "ones are left out); 95% Wilson score interval; <em>insufficient data</em> when fewer than "
+            "ones or those in review, awaiting an auditor's decision on a held message, are left out); 95% Wilson score interval; <em>insufficient data</em> when fewer than "
             f"{ctx.config.compliance.min_samples} decided probes leave the interval across the target.</p>"
             f'<div class="wide">{compliance_table(rows, links, caption)}</div></section>')
 
