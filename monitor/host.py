@@ -79,9 +79,10 @@ class StoreQueries:
             return await self.store.open_probes(channel, message_ids=message_ids, tokens=tokens, sites=sites,
                                                 ids=ids)
 
-    async def fingerprints_after(self, channel: str, after: int, limit: int = 5000) -> list[tuple[int, str, bytes]]:
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
         async with outage_as_unavailable("reading fingerprints"):
-            return await self.store.fingerprints_after(channel, after, limit)
+            return await self.store.fingerprints_after(channel, after, closed_since=closed_since, limit=limit)
 
     async def cursor(self, name: str) -> Cursor | None:
         async with outage_as_unavailable(f"reading cursor {name}"):

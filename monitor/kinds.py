@@ -149,9 +149,11 @@ class ProbeQueries(Protocol):
         """Probes of `channel` being sent or watched whose Message-ID, token, site or id is among those given."""
         ...
 
-    async def fingerprints_after(self, channel: str, after: int, limit: int = 5000) -> list[tuple[int, str, bytes]]:
-        """(row id, probe id, fingerprint) of the probes of `channel` still sent or watched whose fingerprint
-        was kept after row `after`, oldest first: a watcher follows them without re-reading them all."""
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        """(row id, probe id, fingerprint) of the probes of `channel` being sent or watched (or closed since
+        `closed_since`) whose fingerprint was kept after row `after`, oldest first: a watcher follows them
+        without re-reading them all."""
         ...
 
 

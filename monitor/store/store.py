@@ -27,6 +27,7 @@ from monitor.store.engine import create_engine, is_postgres, safe_url, writing
 from monitor.store.records import (
     CANCELLED,
     CLAIMED,
+    CLOSED,
     HELD,
     PLANNED,
     QUARANTINED,
@@ -471,14 +472,18 @@ class Store:
 
     # ---- fingerprints and mailbox messages
 
-    async def fingerprints_after(self, channel: str, after: int, limit: int = 5000) -> list[tuple[int, str, bytes]]:
-        """(id, probe, hashes) of the probes of `channel` still being sent or watched, with id above `after`."""
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        """(id, probe, hashes) of the probes of `channel` being sent or watched (or closed since `closed_since`),
+        with id above `after`, in id order."""
+        alive = Probe.status.in_((SENDING, SENT))
+        if closed_since is not None:
+            alive = or_(alive, and_(Probe.status == CLOSED, Probe.closed_at >= closed_since))
         async with self.read() as conn:
             rows = await conn.execute(
                 select(ProbeFingerprint.id, ProbeFingerprint.probe_id, ProbeFingerprint.hashes)
                 .join(Probe, Probe.id == ProbeFingerprint.probe_id)
-                .where(ProbeFingerprint.channel == channel, ProbeFingerprint.id > after,
-                       Probe.status.in_((SENDING, SENT)))
+                .where(ProbeFingerprint.channel == channel, ProbeFingerprint.id > after, alive)
                 .order_by(ProbeFingerprint.id).limit(limit))
             return [(row.id, row.probe_id, row.hashes) for row in rows]
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from monitor.kinds import KindHost, Work
 from monitor.store.records import ProbeRecord
 from probes.email.pipeline import ReplyPipeline
+from probes.email.probe import mailbox_of
 from probes.email.watcher import StatusCallback, make_watcher
 
 COMPONENT = "mailbox"
@@ -48,7 +49,7 @@ def _watch(name: str) -> Work:
 
 def observed_until(probe: ProbeRecord, now: datetime, host: KindHost) -> datetime:
     """Email answers are known up to now only while the probe's mailbox is being watched."""
-    name, _ = host.config.mailbox_for(host.config.site(probe.site))
+    name, _ = mailbox_of(probe, host.config)
     status = host.status_of(COMPONENT, name)
     if status is None:  # its watcher has not read it yet since we started
         return datetime.min.replace(tzinfo=timezone.utc)

@@ -68,6 +68,14 @@ class FetchedMessage:
     raw: bytes
     received_at: datetime      # aware, UTC
     truncated: bool
+    uidvalidity: int | None = None   # IMAP: the folder's, so that the UID can be fetched again safely
+
+    @property
+    def location(self) -> str:
+        """Where the message is in its mailbox: `imap:<uidvalidity>:<uid>` or `maildir:<file key>`."""
+        if self.uidvalidity is not None:
+            return f"imap:{self.uidvalidity}:{self.uid}"
+        return f"maildir:{self.uid}" if isinstance(self.uid, str) else f"uid:{self.uid}"
 
 
 Handler = Callable[[FetchedMessage], Awaitable[object]]   # whatever it returns is ignored

@@ -44,7 +44,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -207,7 +207,9 @@ class ImapWatcher:
 
     def _messages(self, fetched: list[dict[str, Any]]) -> list[FetchedMessage]:
         now = self.clock.now()
-        messages = [m for m in (to_message(self.name, items, now) for items in fetched) if m is not None]
+        validity = self._position.uidvalidity if self._position is not None else None
+        messages = [replace(m, uidvalidity=validity)
+                    for m in (to_message(self.name, items, now) for items in fetched) if m is not None]
         return sorted(messages, key=lambda m: int(m.uid))
 
     def _cursor(self) -> Cursor:
