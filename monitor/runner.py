@@ -28,8 +28,8 @@ from monitor.clock import Clock, iso_utc
 from monitor.config.models import Config, Site
 from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeRetry, ProbeVoid, Response
 from monitor.store.records import (
-    CLAIMED,
     ATTACHED,
+    CLAIMED,
     CLOSED,
     DISMISSED,
     HELD,
@@ -199,7 +199,7 @@ class Runner:
         except ProbeRetry as exc:
             await self.retry_later(probe, exc.reason)
             return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.record_void(probe, f"timeout: the probe took more than {self.settings.timeout_seconds:g} s")
             return None
         except asyncio.CancelledError:

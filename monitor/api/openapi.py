@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
+from monitor.api.messages import MESSAGE_FIELDS
 from monitor.api.routes import Route
 from monitor.verdicts import VERDICTS
 
@@ -102,6 +103,8 @@ SCHEMAS: dict[str, Any] = {
     "Call": CALL,
     "CallPage": page_of("Call"),
     "ChainReport": CHAIN,
+    "Message": closed(MESSAGE_FIELDS),
+    "MessagePage": page_of("Message"),
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
 }
 

@@ -85,6 +85,8 @@ class StatusView:
     health: Mapping[str, Any]
     show_replies: bool = True
     error: str | None = None
+    # (mailbox, held|quarantined) -> (messages awaiting an auditor, arrival of the oldest)
+    review: Mapping[tuple[str, str], tuple[int, datetime]] = field(default_factory=dict)
     commitments: Sequence[str] = field(default_factory=tuple)
 
     @property
@@ -132,21 +134,23 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error="the database is not open yet")
     try:
-        rows, open_, overdue, recent = await asyncio.wait_for(
+        rows, open_, overdue, recent, review = await asyncio.wait_for(
             _read(service, now, days), timeout=DB_TIMEOUT_SECONDS)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the page must still say *why* it is empty
         log.warning("status page: database read failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return StatusView(**base, cells={}, totals={}, open={}, overdue={}, recent=(),
                           error=f"the database could not be read ({type(exc).__name__})")
     return StatusView(**base, cells={(c.site, c.commitment): c for c in rows},
-                      totals=Counter(c.status for c in rows), open=open_, overdue=overdue, recent=recent)
+                      totals=Counter(c.status for c in rows), open=open_, overdue=overdue, recent=recent,
+                      review=review)
 
 
-async def _read(service: Any, now: datetime, days: int) -> tuple[list[Compliance], dict[str, int], dict[str, int],
-                                                                    list[ResultLine]]:
+async def _read(service: Any, now: datetime, days: int) -> tuple[
+        list[Compliance], dict[str, int], dict[str, int], list[ResultLine], dict[tuple[str, str], tuple[int, datetime]]]:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
-    return rows, open_, overdue, await recent_results(service.store, RECENT_LIMIT)
+    recent = await recent_results(service.store, RECENT_LIMIT)
+    return rows, open_, overdue, recent, await service.store.awaiting_review()
 
 
 async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
@@ -177,6 +181,7 @@ def render_status_page(view: StatusView) -> str:
         _summary(view),
         _matrix_section(view),
         _recent_section(view),
+        _mailboxes_section(view),
         _health_section(view),
         _footer(view),
     ])
@@ -213,8 +218,8 @@ def _matrix_section(view: StatusView) -> str:
     caption = (f"Compliance per site and commitment, last {view.days} days — sites {first + 1}–"
                f"{first + len(view.sites)} of {view.total_sites}")
     return (f'<section id="compliance"><h2>Compliance by site</h2>'
-            '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures) and pending '
-            "ones are left out. Hover a cell for the 95% Wilson interval.</p>"
+            '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures), pending '
+            "ones and those in review (a held message awaits an auditor) are left out. Hover a cell for the 95% Wilson interval.</p>"
             f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
             f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
             f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")
@@ -280,6 +285,29 @@ def _recent_row(line: ResultLine, tz: str, show_replies: bool) -> str:
         cells += [tag("td", reply.subject if reply and reply.subject is not None else "–", class_="subject"),
                   tag("td", reply.sender if reply and reply.sender else "–", class_="sender")]
     return f'<tr data-probe="{esc(line.probe_id)}">{"".join(cells)}</tr>'
+
+
+def _mailboxes_section(view: StatusView) -> str:
+    """Messages of the mystery mailboxes that wait for an auditor (held: unauthenticated; quarantined: failed)."""
+    tz = view.config.timezone
+    rows = []
+    for name in view.config.mailboxes:
+        held, held_since = view.review.get((name, "held"), (0, None))
+        quarantined, q_since = view.review.get((name, "quarantined"), (0, None))
+        oldest = min((at for at in (held_since, q_since) if at is not None), default=None)
+        rows.append(f'<tr data-mailbox="{esc(name)}">{tag("th", name, scope="row")}'
+                    f'<td class="num held{" bad-text" if held else ""}">{held}</td>'
+                    f'<td class="num quarantined{" bad-text" if quarantined else ""}">{quarantined}</td>'
+                    f"{tag('td', fmt_local(oldest, tz) if oldest else '–')}</tr>")
+    if not rows:
+        return ""
+    return ('<section id="mailboxes"><h2>Messages awaiting an auditor</h2>'
+            '<p class="note">Held: it would answer a probe but its sender is not authenticated (the probe is '
+            "<em>review</em> until an auditor attaches or dismisses it). Quarantined: reading it failed; it is "
+            "kept. See <code>/api/v1/mailboxes/{name}/messages</code>.</p>"
+            '<table class="mailboxes"><thead><tr><th scope="col">mailbox</th><th scope="col">held</th>'
+            '<th scope="col">quarantined</th><th scope="col">oldest waiting since</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></section>")
 
 
 def _health_section(view: StatusView) -> str:

@@ -30,7 +30,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any, Literal
 
-import authres  # type: ignore[import-untyped]
+import authres
 
 from monitor.config.models import MailTrust
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from monitor.kinds import KindHost, Work
 from monitor.store.records import ProbeRecord
@@ -52,7 +52,7 @@ def observed_until(probe: ProbeRecord, now: datetime, host: KindHost) -> datetim
     name, _ = mailbox_of(probe, host.config)
     status = host.status_of(COMPONENT, name)
     if status is None:  # its watcher has not read it yet since we started
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
     return now if status.up else min(now, status.since)
 
 

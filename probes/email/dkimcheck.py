@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 
-import dkim  # type: ignore[import-untyped]
+import dkim
 import dns.exception
 import dns.resolver
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from monitor.kinds import ProbeContext, ProbeOutcome, ProbeVoid
 from monitor.config.models import Config, Mailbox
+from monitor.kinds import ProbeContext, ProbeOutcome, ProbeVoid
 from monitor.store.records import EvidenceItem, ProbeRecord
 from probes.email.compose import (
     Composed,

@@ -52,8 +52,8 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import ImapConfig
-from monitor.store.records import Cursor
 from monitor.kinds import CursorStore
+from monitor.store.records import Cursor
 from probes.email.imap.parse import FolderState, ImapFailure, to_message
 from probes.email.imap.session import FETCH_ITEMS, FULL_ITEMS, ImapSession
 from probes.email.watcher import (

@@ -12,6 +12,7 @@ from monitor.api.routes import ROUTES
 from monitor.config.models import Role
 from tests.monitor.api.conftest import (
     SECRETS,
+    held_message,
     TOKENS,
     Api,
     api_config,
@@ -33,21 +34,29 @@ ENDPOINTS = [
     ("GET", "/api/v1/probes/{email}/evidence/{evidence}", "auditor"),
     ("GET", "/api/v1/audit/verify", "auditor"),
     ("POST", "/api/v1/probes/{email}/regrade", "auditor"),
+    ("GET", "/api/v1/mailboxes/mystery/messages", "auditor"),
+    ("GET", "/api/v1/mailboxes/mystery/messages/{message}/raw", "auditor"),
+    ("POST", "/api/v1/mailboxes/mystery/messages/{message}/attach", "auditor"),
+    ("POST", "/api/v1/mailboxes/mystery/messages/{message}/dismiss", "auditor"),
 ]
 RANK = {"viewer": 1, "auditor": 2, "admin": 3}
 
 
 async def call(api: Api, method: str, path: str, history: dict[str, str], headers: dict[str, str]):
     evidence = (await api.json(f"/api/v1/probes/{history['email']}/evidence"))[0]["id"]
-    url = path.format(email=history["email"], evidence=evidence)
+    message = await held_message(api.service, history["email"])  # a fresh one: each is decided once
+    url = path.format(email=history["email"], evidence=evidence, message=message)
+    if method == "POST" and "/messages/" in path:
+        body = {"reason": "read by the auditor"} | ({"probe": history["email"]} if path.endswith("attach") else {})
+        return await api.client.post(url, json=body, headers=headers)
     if method == "POST":
         return await api.client.post(url, json=REGRADE, headers=headers)
     return await api.client.get(url, headers=headers)
 
 
 def test_every_route_is_in_the_access_matrix() -> None:
-    covered = {(m, p.split("?")[0].replace("{email}", "{id}").replace("{evidence}", "{evidence_id}"))
-               for m, p, _ in ENDPOINTS}
+    covered = {(m, p.split("?")[0].replace("{email}", "{id}").replace("{evidence}", "{evidence_id}")
+                .replace("mystery", "{name}").replace("{message}", "{message_id}")) for m, p, _ in ENDPOINTS}
     protected = {(r.method, "/api/v1" + r.path) for r in ROUTES if r.role is not None}
     assert covered == protected
 
