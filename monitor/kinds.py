@@ -220,6 +220,8 @@ ReconcileFn = Callable[[ProbeRecord, ProbeContext], Awaitable["ProbeOutcome | No
 BackgroundFn = Callable[[KindHost], AbstractAsyncContextManager[object]]
 # Until when the absence of an answer to a probe is known (see ProbeKind.observed_until).
 ObservedFn = Callable[[ProbeRecord, datetime, KindHost], datetime]
+# What a (planned) probe will say when it is run, as text for a person to review (`qualimon probes sample`).
+SampleFn = Callable[[ProbeRecord, Config], str]
 
 
 async def cannot_reconcile(probe: ProbeRecord, ctx: ProbeContext) -> None:
@@ -240,6 +242,7 @@ class ProbeKind:
     background: BackgroundFn | None = None     # watchers and pollers, started with the service
     observed_until: ObservedFn | None = None
     spec: ChannelSpec | None = None            # required for a channel not built into the config
+    sample: SampleFn | None = None             # what a probe will look like, for `qualimon probes sample`
 
     def __post_init__(self) -> None:
         if self.spec is None and self.channel not in BUILT_IN:

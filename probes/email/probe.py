@@ -97,6 +97,23 @@ async def reconcile(probe: ProbeRecord, ctx: ProbeContext) -> ProbeOutcome | Non
                         evidence=(EvidenceItem("sent.eml", "message/rfc822", found.raw),))
 
 
+def sample(probe: ProbeRecord, config: Config) -> str:
+    """The message `probe` will send (the same persona, template and details), as it would leave us."""
+    site = config.site(probe.site)
+    if site.email is None:
+        return f"site {site.id} has no email address in the config"
+    rng = seeded(probe.id)
+    name = persona_choice(config, site, rng)
+    mailbox = config.mailboxes[name]
+    token = new_token(_rng)
+    composed = compose(rng.choice(load_templates(template_dir(config))), site=site, mailbox=mailbox, token=token,
+                       message_id=new_message_id(mailbox, _rng), now=probe.planned_at, rng=rng,
+                       reply_to=plus_address(mailbox.email, token) if mailbox.plus_addressing else None)
+    message = composed.message
+    headers = "".join(f"{key}: {value}\n" for key, value in message.items() if not key.startswith("Content-"))
+    return f"[template {composed.template}, mailbox {name}]\n{headers}\n{message.get_content()}"
+
+
 def _templates(ctx: ProbeContext) -> list[Template]:
     cache: dict[str, Any] = ctx.shared
     if "email_templates" not in cache:
