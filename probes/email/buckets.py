@@ -31,6 +31,7 @@ from probes.email.match import STRONG, Match
 from probes.email.message import ParsedMessage
 
 UNDELIVERABLE = "undeliverable"
+ANSWERS = ("human_reply", "auto_reply")  # the kinds that count for a commitment (as its config says)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def decide(message: ParsedMessage, verdict: Classification, match: Match | None,
     if duplicate:
         return Decision("unrelated", "duplicate")
     probe, method = str(match.probe_id), match.method
-    failure = UNDELIVERABLE if verdict.kind == "bounce" and verdict.bounce == "permanent" else None
-    counts = verdict.kind in ("human_reply", "auto_reply")
+    failure = failure_of(verdict)
+    counts = verdict.kind in ANSWERS
     trusted = _trusted(verdict, method, auth, site_domain, bounce_domains)
     reason = f"{verdict.kind}: {verdict.reason}"
     if trusted:
@@ -65,6 +66,11 @@ def decide(message: ParsedMessage, verdict: Classification, match: Match | None,
         return Decision("unrelated", "unauthenticated_notice")
     why = f"{'bounce' if verdict.kind == 'bounce' else 'sender'} not authenticated (auth {auth.result})"
     return Decision("held", why, probe, method, counts, failure, held=why)
+
+
+def failure_of(verdict: Classification) -> str | None:
+    """The service's failure a message shows: a permanent bounce means the published address does not work."""
+    return UNDELIVERABLE if verdict.kind == "bounce" and verdict.bounce == "permanent" else None
 
 
 def _trusted(verdict: Classification, method: str, auth: Auth, site_domain: str | None,

@@ -45,7 +45,7 @@ from monitor.config.models import Config, Mailbox
 from monitor.kinds import ProbeQueries, Recorder, Response
 from monitor.store.records import HELD, QUARANTINED, EvidenceItem, MailboxMessage, ProbeRecord, StoreUnavailable
 from probes.email.auth import Auth, authenticate
-from probes.email.buckets import Decision, decide
+from probes.email.buckets import ANSWERS, Decision, decide, failure_of
 from probes.email.classify import Classification, classify
 from probes.email.dkimcheck import txt_lookup, verify_dkim
 from probes.email.evidence import Kept, as_read, whole_message
@@ -195,8 +195,10 @@ class ReplyPipeline:
             mailbox=fetched.source, channel=CHANNEL, digest=digest_of(fetched), location=fetched.location[:255],
             bucket=decision.bucket, reason=decision.reason[:200], received_at=fetched.received_at,
             summary=summary(read.message, read.verdict, fetched), probe_id=decision.probe_id,
-            method=decision.method, auth=auth.public(), kind=read.verdict.kind, counts=decision.counts,
-            failure=decision.failure, raw=None if own else kept.raw, size=kept.size, sha256=kept.sha256)
+            method=decision.method, auth=auth.public(), kind=read.verdict.kind,
+            # what it is if an auditor attaches it, whatever its bucket now
+            counts=read.verdict.kind in ANSWERS, failure=failure_of(read.verdict),
+            raw=None if own else kept.raw, size=kept.size, sha256=kept.sha256)
         response, alert, evidence = None, None, ()
         if decision.probe_id is not None:
             response = Response(read.verdict.kind, fetched.received_at, _details(read, decision, auth, kept),
