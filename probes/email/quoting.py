@@ -59,12 +59,23 @@ def split_reply(text: str) -> tuple[str, str]:
     """(the answer written above or around the quoted parts, the quoted part without its markers)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     start = _quote_start(lines)
+    if start is not None and _interleaved(lines[start + 1:]):
+        lines, start = lines[:start] + lines[start + 1:], None  # drop the attribution, split line by line
     above, below = (lines[:start], lines[start:]) if start is not None else (lines, [])
     answer = [line for line in above if not _QUOTED.match(line)]
     quoted = [_MARKERS.sub("", line) for line in above if _QUOTED.match(line)] + [_MARKERS.sub("", x) for x in below]
-    if answer and _ATTRIBUTION.match(fold(answer[-1])) and start is None:
-        answer.pop()  # the attribution of interleaved `>` quotes
     return _tidy(answer), _tidy(quoted)
+
+
+def _interleaved(after: list[str]) -> bool:
+    """`>` quotes with the desk's own lines between them (bottom-posting, answers point by point)."""
+    seen_quote = False
+    for line in after:
+        if _QUOTED.match(line):
+            seen_quote = True
+        elif line.strip() and seen_quote:
+            return True
+    return False
 
 
 def _quote_start(lines: list[str]) -> int | None:
