@@ -149,12 +149,12 @@ def _referenced_ids(msg: ParsedMessage) -> Iterable[str]:
 
 
 def _by_quoted_text(candidates: Sequence[ProbeRef], quotes: Sequence[QuoteHit]) -> Match | None:
-    """The best-quoted probe; among those quoted about as well, an open one, the most recent."""
+    """The probe quoted most specifically; among those quoted about as well, an open one, the most recent."""
     quoted = [hit for hit in quotes if hit.quoted]
     if not quoted:
         return None
-    best = max(hit.containment for hit in quoted)
-    top = {str(hit.probe_id) for hit in quoted if hit.containment >= best - TIE}
+    best = max(hit.weight for hit in quoted)
+    top = {str(hit.probe_id) for hit in quoted if hit.weight >= best * (1 - TIE)}
     open_ = [probe for probe in candidates if str(probe.probe_id) in top]
     return Match(_latest(open_).probe_id, "quoted_text") if open_ else None
 

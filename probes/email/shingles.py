@@ -10,14 +10,19 @@ removed case, accents, punctuation, quote markers and line breaks.
 `ShingleIndex` finds which probes a message quotes without looking at every
 probe: it keeps, for each hash, the probes whose fingerprint has it, and
 starts from the message's *rarest* hashes (those that only a few probes
-share: the site's name, the dates, the persona's signature), so the work per
-message depends on how many probes share those few hashes, not on how many
-probes are open.  Candidates are then scored by containment: the share of a
-probe's fingerprint found in the message.
+share: the site's name, the dates, the persona's signature), taking their
+probes until a bounded number of candidates, so the work per message
+depends on how many probes share those few hashes, not on how many probes
+are open.  A candidate is quoted when the message holds at least
+`MIN_SHARED` of its shingles and `MIN_CONTAINMENT` of its fingerprint, and
+enough of what is *specific* to it: each shared shingle weighs 1 / (the
+number of probes that have it), and the weights must add up to `MIN_WEIGHT`.
+Candidates rank by that weight: a template sentence every probe shares
+says little, the site's name and the dates say which probe it is.
 
-Success means: a reply quoting a probe's body finds that probe with a
-containment near 1; a message quoting nothing of ours (or only a sentence
-every template shares) finds none.
+Success means: a reply quoting a probe's body finds that probe first; a
+message quoting nothing of ours (or only a sentence every template shares)
+finds none.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from probes.email.message import fold
 
 SHINGLE_WORDS = 4
 MAX_SHINGLES = 512          # per fingerprint: a body longer than this many shingles is cut (ours are ~100)
-RAREST = 16                 # message hashes used to find candidates
+RAREST = 16                 # message hashes used to find candidates, rarest first...
+MAX_CANDIDATES = 64         # ...until this many candidate probes (the rarest hash is always used)
 MIN_SHARED = 6              # shingles a probe must share with the message...
-MIN_CONTAINMENT = 0.4       # ...and the share of its fingerprint they must be, to be quoted
-TIE = 0.05                  # containments this close rank as equal (then the open, most recent probe wins)
+MIN_CONTAINMENT = 0.3       # ...the share of its fingerprint they must be...
+MIN_WEIGHT = 1.0            # ...and how specific to it they must be, to be quoted (see the docstring)
+TIE = 0.05                  # relative weights this close rank as equal (then the open, most recent probe wins)
 
 _WORD = re.compile(r"[^\W_]+")
 _QUOTE_MARKERS = re.compile(r"(?m)^(?:[ \t]*>)+")
@@ -78,15 +85,17 @@ def unpack(data: bytes) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class QuoteHit:
-    """A probe whose fingerprint the message contains: `shared` shingles, `containment` of its fingerprint."""
+    """A probe whose fingerprint the message contains: `shared` shingles, `containment` of its fingerprint,
+    `weight` of what they share that is specific to it."""
 
     probe_id: str
     shared: int
     containment: float
+    weight: float = MIN_WEIGHT
 
     @property
     def quoted(self) -> bool:
-        return self.shared >= MIN_SHARED and self.containment >= MIN_CONTAINMENT
+        return self.shared >= MIN_SHARED and self.containment >= MIN_CONTAINMENT and self.weight >= MIN_WEIGHT
 
 
 class ShingleIndex:
@@ -122,20 +131,24 @@ class ShingleIndex:
 
     def search(self, hashes: set[int]) -> list[QuoteHit]:
         """Probes the message (given by its shingle hashes) quotes, best first."""
-        known = [(len(holders), value, holders) for value in hashes if (holders := self._postings.get(value))]
-        known.sort(key=lambda item: (item[0], item[1]))
+        known = sorted((len(holders), value) for value in hashes if (holders := self._postings.get(value)))
         candidates: set[str] = set()
-        for _, _, holders in known[:RAREST]:
-            candidates |= holders
-        hits = [self._hit(probe_id, hashes) for probe_id in candidates]
-        return sorted((hit for hit in hits if hit.quoted), key=lambda h: (-h.containment, -h.shared, h.probe_id))
+        for rank, (count, value) in enumerate(known[:RAREST]):
+            if rank and len(candidates) + count > MAX_CANDIDATES:
+                break
+            candidates |= self._postings[value]
+        return _ranked(self._hit(probe_id, hashes) for probe_id in candidates)
 
     def naive_search(self, hashes: set[int]) -> list[QuoteHit]:
-        """The same answer by scoring every probe: the baseline the index is measured against."""
-        hits = [self._hit(probe_id, hashes) for probe_id in self._fingerprints]
-        return sorted((hit for hit in hits if hit.quoted), key=lambda h: (-h.containment, -h.shared, h.probe_id))
+        """The best answer by scoring every probe: the baseline the index is measured against."""
+        return _ranked(self._hit(probe_id, hashes) for probe_id in self._fingerprints)
 
     def _hit(self, probe_id: str, hashes: set[int]) -> QuoteHit:
         mine = self._fingerprints[probe_id]
-        shared = len(mine & hashes)
-        return QuoteHit(probe_id, shared, shared / len(mine))
+        shared = mine & hashes
+        weight = sum(1.0 / len(self._postings[value]) for value in shared)
+        return QuoteHit(probe_id, len(shared), len(shared) / len(mine), weight)
+
+
+def _ranked(hits: Iterable[QuoteHit]) -> list[QuoteHit]:
+    return sorted((hit for hit in hits if hit.quoted), key=lambda h: (-h.weight, -h.containment, h.probe_id))

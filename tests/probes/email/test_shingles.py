@@ -75,8 +75,8 @@ def ref(probe_id: str, sent: datetime) -> ProbeRef:
 
 def test_the_best_quoted_open_probe_wins_and_a_closed_one_quoted_better_stops_the_match() -> None:
     message = parse_message(b"From: x@example.org\n\nOui.")
-    hits = [QuoteHit("closed", 40, 1.0), QuoteHit("open", 30, 0.75)]
+    hits = [QuoteHit("closed", 40, 1.0, 30.0), QuoteHit("open", 30, 0.75, 3.0)]
     assert match_message(message, [ref("open", T0)], quotes=hits) is None
-    tie = [QuoteHit("older", 40, 1.0), QuoteHit("newer", 40, 0.98)]
+    tie = [QuoteHit("older", 40, 1.0, 20.0), QuoteHit("newer", 40, 0.98, 19.5)]
     found = match_message(message, [ref("older", T0), ref("newer", T0 + timedelta(days=1))], quotes=tie)
     assert found is not None and (found.probe_id, found.method) == ("newer", "quoted_text")
