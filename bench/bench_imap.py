@@ -244,7 +244,7 @@ async def measure_latency(server: DovecotServer, store: Store, appends: int) -> 
         if up and detail.endswith("IDLE"):
             idle_reported.set()
 
-    watcher = ImapWatcher("bench", server.imap_config(), store, on_status=status)
+    watcher = ImapWatcher("mystery", server.imap_config(), store, on_status=status)
     task = asyncio.create_task(watcher.run(handle))
     connection, last_uid = open_bare_client(server)
     bare = threading.Thread(target=bare_idle_client, args=(connection, last_uid, seen), daemon=True)

@@ -33,14 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import machine  # noqa: E402
-from monitor.config import parse_config  # noqa: E402
-from probes.email.classify import classify  # noqa: E402
-from probes.email.compose import compose, default_template_dir, load_templates, seeded  # noqa: E402
-from probes.email.match import Match, ProbeRef, match_message  # noqa: E402
-from probes.email.message import normalize_message_id, parse_message  # noqa: E402
-from probes.email.pipeline import message_hashes  # noqa: E402
-from probes.email.shingles import QuoteHit, ShingleIndex, fingerprint, unpack  # noqa: E402
+from bench.support import machine
+from monitor.config import parse_config
+from probes.email.classify import classify
+from probes.email.compose import compose, default_template_dir, load_templates, seeded
+from probes.email.match import Match, ProbeRef, match_message
+from probes.email.message import normalize_message_id, parse_message
+from probes.email.pipeline import message_hashes
+from probes.email.shingles import QuoteHit, ShingleIndex, fingerprint, unpack
 
 NOW = datetime(2026, 5, 7, 9, tzinfo=UTC)
 NAMES = ("Maison de Victor Hugo", "Musée Carnavalet", "Petit Palais", "Musée Cernuschi", "Maison de Balzac",
@@ -143,6 +143,15 @@ def run(name: str, messages: list[tuple[bytes, str | None]], search: Search, by_
     return results, timings, time.perf_counter() - started
 
 
+def found_wrong(wanted: str | None, found: str | None) -> bool:
+    return found is not None and found != wanted
+
+
+def same_text(outcome: tuple[str | None, str | None, str | None], bodies: dict[str, str]) -> bool:
+    wanted, found, _ = outcome
+    return wanted is not None and found is not None and bodies[wanted] == bodies[found]
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[94] if len(values) >= 2 else values[0]
 
@@ -169,9 +178,12 @@ def main() -> int:
     indexed, index_times, index_total = run("index", messages, index.search, by_message_id, by_id)
     sample = messages[: args.naive]
     naive, naive_times, naive_total = run("naive", sample, index.naive_search, by_message_id, by_id)
-    same = sum(1 for a, b in zip(indexed, naive) if a == b)
-    right = sum(1 for (_, wanted), found in zip(messages, indexed)
-                if (found.probe_id if found else None) == wanted)
+    same = sum(1 for a, b in zip(indexed, naive, strict=False) if a == b)
+    outcomes = [(wanted, found.probe_id if found else None, found.method if found else None)
+                for (_, wanted), found in zip(messages, indexed, strict=True)]
+    right = sum(1 for wanted, found, _ in outcomes if found == wanted)
+    missed = sum(1 for wanted, found, _ in outcomes if wanted is not None and found is None)
+    wrong = [(w, f, m) for w, f, m in outcomes if found_wrong(w, f)]
     print("| matcher | messages | seconds | messages/s | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|")
     for name, times, total in (("shingle index (`ShingleIndex.search`)", index_times, index_total),
                                ("naive scan of every open probe", naive_times, naive_total)):
@@ -180,8 +192,9 @@ def main() -> int:
     ratio = (len(index_times) / index_total) / (len(naive_times) / naive_total)
     print(f"\n- index / naive throughput: {ratio:.0f}×; same match on the {len(sample)} messages both read: "
           f"{same}/{len(sample)}")
-    print(f"- matched to the probe they answer: {right}/{len(messages)} "
-          f"({sum(1 for _, w in messages if w is None)} unrelated, all expected to match nothing)")
+    print(f"- right: {right}/{len(messages)} ({sum(1 for _, w in messages if w is None)} of them unrelated and "
+          f"matched to nothing); answers matched to nothing: {missed}; matched to another probe: {len(wrong)}, "
+          f"of which to a probe of the same site with the same body: {sum(1 for w in wrong if same_text(w, bodies))}")
     return 0
 
 

@@ -110,7 +110,8 @@ class ProbeContext(Protocol):
     async def mark_sending(self, *, token: str | None = None, message_id: str | None = None,
                            fingerprint: bytes | None = None, **details: Any) -> None:
         """Record what is about to leave us, before it does.  `fingerprint`: hashes of what is sent (never the
-        text), kept with the probe so that an answer quoting it can be recognised (`ProbeQueries.fingerprints_after`)."""
+        text), kept with the probe so that an answer quoting it can be recognised
+        (`ProbeQueries.fingerprints_after`)."""
         ...
 
     async def open_tokens(self) -> set[str]:

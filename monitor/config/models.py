@@ -399,10 +399,12 @@ class MailTrust(Frozen):
                                 "authenticated bounce from them counts without quoting our Message-ID.")
 
 
+THUNDERBIRD = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.12.2"
+
+
 class MailClient(Frozen):
     header: Literal["User-Agent", "X-Mailer", "none"] = "User-Agent"
-    value: str = Field(default="Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.12.2",
-                       description="What the persona's mail client says it is.")
+    value: str = Field(default=THUNDERBIRD, description="What the persona's mail client says it is.")
 
 
 EVIDENCE_MAX_BYTES = 10 * 1024 * 1024

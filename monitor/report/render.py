@@ -165,7 +165,8 @@ def _sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> s
     caption = f"Compliance per site and commitment — sites {first}–{first + len(sites) - 1} of {len(ctx.sites)}"
     return ('<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">n = met + missed; ratio = met ÷ n (void probes, the monitor\'s own failures, and pending '
-            "ones or those in review, awaiting an auditor's decision on a held message, are left out); 95% Wilson score interval; <em>insufficient data</em> when fewer than "
+            "ones or those in review, awaiting an auditor's decision on a held message, are left out); 95% Wilson "
+            "score interval; <em>insufficient data</em> when fewer than "
             f"{ctx.config.compliance.min_samples} decided probes leave the interval across the target.</p>"
             f'<div class="wide">{compliance_table(rows, links, caption)}</div></section>')
 

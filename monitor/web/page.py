@@ -145,8 +145,11 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
                       review=review)
 
 
+Waiting = dict[tuple[str, str], tuple[int, datetime]]
+
+
 async def _read(service: Any, now: datetime, days: int) -> tuple[
-        list[Compliance], dict[str, int], dict[str, int], list[ResultLine], dict[tuple[str, str], tuple[int, datetime]]]:
+        list[Compliance], dict[str, int], dict[str, int], list[ResultLine], Waiting]:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
     recent = await recent_results(service.store, RECENT_LIMIT)
@@ -219,7 +222,8 @@ def _matrix_section(view: StatusView) -> str:
                f"{first + len(view.sites)} of {view.total_sites}")
     return (f'<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures), pending '
-            "ones and those in review (a held message awaits an auditor) are left out. Hover a cell for the 95% Wilson interval.</p>"
+            "ones and those in review (a held message awaits an auditor) are left out. Hover a cell for the 95% "
+            "Wilson interval.</p>"
             f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
             f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
             f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")

@@ -72,7 +72,9 @@ async def whole_message(mailbox: Mailbox, fetched: FetchedMessage) -> Kept:
     if not fetched.truncated:
         return as_read(fetched, limit)
     found: tuple[bytes, int, str] | None = None
-    if mailbox.imap is not None and fetched.uidvalidity is not None and isinstance(fetched.uid, int):
+    if fetched.reread is not None:
+        found = await fetched.reread(limit + 1)
+    elif mailbox.imap is not None and fetched.uidvalidity is not None and isinstance(fetched.uid, int):
         from probes.email.imap.lookup import fetch_by_uid
 
         found = await fetch_by_uid(mailbox.imap, fetched.uid, fetched.uidvalidity, limit + 1)

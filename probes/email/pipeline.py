@@ -125,19 +125,28 @@ class ReplyPipeline:
     async def _read(self, fetched: FetchedMessage, raw: bytes | None = None) -> Read:
         message = parse_message(raw if raw is not None else fetched.raw)
         verdict = classify(message)
-        await self._refresh_index()
-        hits = self.index.search(message_hashes(message))
-        refs = {str(ref.probe_id): ref for ref in await self.candidates(message, verdict, hits)}
-        match = match_message(message, list(refs.values()), received_at=fetched.received_at, quotes=hits)
+        refs = {str(ref.probe_id): ref for ref in await self.candidates(message, verdict)}
+        match = match_message(message, list(refs.values()), received_at=fetched.received_at)
+        if match is None or match.method != "message_id":
+            # Not a reply in our thread: look for our words in it (the index first learns of new probes).
+            await self._refresh_index()
+            hits = self.index.search(message_hashes(message))
+            refs |= {str(ref.probe_id): ref for ref in await self._quoted(hits, refs)}
+            match = match_message(message, list(refs.values()), received_at=fetched.received_at, quotes=hits)
         return Read(fetched, message, verdict, match, refs)
 
-    async def candidates(self, message: ParsedMessage, verdict: Classification,
-                         hits: list[QuoteHit] | None = None) -> list[ProbeRef]:
-        """Probes this message could answer, found by index instead of scanning every open probe."""
+    async def _quoted(self, hits: list[QuoteHit], known: dict[str, ProbeRef]) -> list[ProbeRef]:
+        wanted = [hit.probe_id for hit in hits[:8] if hit.probe_id not in known]
+        if not wanted:
+            return []
+        probes = await self.probes.open_probes(CHANNEL, ids=wanted)
+        return [ref for p in probes if (ref := self._ref(p)) is not None]
+
+    async def candidates(self, message: ParsedMessage, verdict: Classification) -> list[ProbeRef]:
+        """Probes this message could answer by Message-ID, token or sender, found by the store's indexes."""
         ids, tokens, sites = _keys(message, verdict, self.site_by_address)
-        quoted = [hit.probe_id for hit in (hits or [])[:8]]
         probes = await self.probes.open_probes(
-            CHANNEL, message_ids=[f"<{i}>" for i in ids] + list(ids), tokens=tokens, sites=sites, ids=quoted)
+            CHANNEL, message_ids=[f"<{i}>" for i in ids] + list(ids), tokens=tokens, sites=sites)
         return [ref for p in probes if (ref := self._ref(p)) is not None]
 
     def _ref(self, probe: ProbeRecord) -> ProbeRef | None:

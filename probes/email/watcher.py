@@ -69,6 +69,10 @@ class FetchedMessage:
     received_at: datetime      # aware, UTC
     truncated: bool
     uidvalidity: int | None = None   # IMAP: the folder's, so that the UID can be fetched again safely
+    # Reads the whole message again where it is (keep: bytes to keep) on the watcher's own connection:
+    # (kept bytes, whole size, SHA-256), None when it is gone.  None: read it some other way.
+    reread: Callable[[int], Awaitable[tuple[bytes, int, str] | None]] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def location(self) -> str:

@@ -65,25 +65,30 @@ async def fetch_by_uid(config: ImapConfig, uid: int, uidvalidity: int, keep: int
         folder = await session.examine(config.folder)
         if folder.uidvalidity != uidvalidity:
             return None
-        digest = hashlib.sha256()
-        kept = bytearray()
-        size: int | None = None
-        offset = 0
-        while size is None or offset < size:
-            found = await session.fetch([uid], f"(UID RFC822.SIZE BODY.PEEK[]<{offset}.{CHUNK}>)")
-            items = next((i for i in found if _number(i.get("UID")) == uid), None)
-            if items is None:
-                return None
-            size = int(items.get("RFC822.SIZE") or 0)
-            chunk = bytes(items.get(f"BODY[]<{offset}>") or b"")
-            if not chunk:
-                break
-            digest.update(chunk)
-            kept += chunk[: max(0, keep - len(kept))]
-            offset += len(chunk)
-        return bytes(kept), offset, digest.hexdigest()
+        return await read_whole(session, uid, keep)
     finally:
         session.abort()
+
+
+async def read_whole(session: ImapSession, uid: int, keep: int) -> tuple[bytes, int, str] | None:
+    """(first `keep` bytes, size, SHA-256) of message `uid` in the folder `session` has open; None if gone."""
+    digest = hashlib.sha256()
+    kept = bytearray()
+    size: int | None = None
+    offset = 0
+    while size is None or offset < size:
+        found = await session.fetch([uid], f"(UID RFC822.SIZE BODY.PEEK[]<{offset}.{CHUNK}>)")
+        items = next((i for i in found if _number(i.get("UID")) == uid), None)
+        if items is None:
+            return None
+        size = int(items.get("RFC822.SIZE") or 0)
+        chunk = bytes(items.get(f"BODY[]<{offset}>") or b"")
+        if not chunk:
+            break
+        digest.update(chunk)
+        kept += chunk[: max(0, keep - len(kept))]
+        offset += len(chunk)
+    return bytes(kept), offset, digest.hexdigest()
 
 
 def _number(value: object) -> int | None:

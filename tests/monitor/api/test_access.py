@@ -12,12 +12,12 @@ from monitor.api.routes import ROUTES
 from monitor.config.models import Role
 from tests.monitor.api.conftest import (
     SECRETS,
-    held_message,
     TOKENS,
     Api,
     api_config,
     build_app,
     build_service,
+    held_message,
 )
 
 REGRADE = {"action": "override", "verdict": "void", "reason": "the museum was closed for works"}

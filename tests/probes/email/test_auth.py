@@ -8,7 +8,8 @@ from probes.email.auth import Auth, aligned, authenticate
 TRUST = MailTrust(authserv_id="mx.probes.example.net")
 OURS = ("Authentication-Results: mx.probes.example.net; dkim=pass header.d=example.org header.s=s1;\r\n"
         " spf=pass smtp.mailfrom=example.org; dmarc=pass header.from=example.org\r\n")
-OUTSIDE = "Received: from mail.example.org (mail.example.org [192.0.2.25]) by mx.probes.example.net; Thu, 7 May 2026\r\n"
+OUTSIDE = ("Received: from mail.example.org (mail.example.org [192.0.2.25]) by mx.probes.example.net;"
+           " Thu, 7 May 2026\r\n")
 INTERNAL = "Received: from mx.probes.example.net by imap.probes.example.net with LMTP; Thu, 7 May 2026\r\n"
 BODY = "From: Accueil <contact.mvh@example.org>\r\nSubject: RE: Horaires\r\n\r\nBonjour.\r\n"
 

@@ -14,7 +14,8 @@ from probes.email.watcher import FetchedMessage
 from tests.conftest import config_from
 
 MULTIPART = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
-             b"--B\r\nContent-Type: text/plain\r\n\r\nLa r\xc3\xa9ponse.\r\n--B\r\nContent-Type: application/pdf\r\n\r\n"
+             b"--B\r\nContent-Type: text/plain\r\n\r\nLa r\xc3\xa9ponse.\r\n"
+             b"--B\r\nContent-Type: application/pdf\r\n\r\n"
              + b"x" * 5000 + b"\r\n--B--\r\n")
 
 

@@ -25,8 +25,9 @@ CASES = {
                                  f" 2026 10:15\nÀ : accueil\nObjet : Horaires\n\n{OURS}",
     "outlook original message": f"{ANSWER}\n\n-----Original Message-----\nFrom: Jeanne Martin\nSent: Thursday\n"
                                 f"To: accueil\nSubject: Horaires\n\n{OURS}",
-    "outlook header block after underscores": f"{ANSWER}\n\n{'_' * 32}\nDe : Jeanne Martin <j@probes.example.net>\n"
-                                              f"Envoyé : jeudi 7 mai 2026 10:15\nÀ : accueil\nObjet : Horaires\n\n{OURS}",
+    "outlook header block after underscores": f"{ANSWER}\n\n{'_' * 32}\nDe : Jeanne Martin <j@probes.example.net>"
+                                              f"\nEnvoyé : jeudi 7 mai 2026 10:15\nÀ : accueil\nObjet : Horaires"
+                                              f"\n\n{OURS}",
     "samsung separator": f"{ANSWER}\n\n-------- Message d'origine --------\nDe : Jeanne\n\n{OURS}",
     "forwarded message": f"{ANSWER}\n\n---------- Forwarded message ---------\nFrom: Jeanne\n\n{OURS}",
     "apple forward": f"{ANSWER}\n\nDébut du message réexpédié :\n\n{OURS}",

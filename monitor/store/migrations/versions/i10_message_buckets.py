@@ -10,8 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
-
 revision: str = 'i10_message_buckets'
 down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
