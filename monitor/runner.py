@@ -378,9 +378,12 @@ class Runner:
                                  f"a {message.channel} probe")
             tx.event(target.id, "attached", now, kind=message.kind, answered_at=iso_utc(message.received_at),
                      counts=message.counts, failure=message.failure, **ref)
-            if message.raw is not None and target.id != held_for:  # a held message is already its evidence
-                await tx.add_evidence(target.id, (EvidenceItem(f"attached-{stored.id}.eml", "message/rfc822",
-                                                               message.raw),), now)
+            raw = message.raw
+            if raw is None and message.probe_id and message.summary.get("evidence"):
+                raw = await tx.evidence_named(message.probe_id, str(message.summary["evidence"]))
+            if raw is not None and target.id != message.probe_id:  # a held message is already that probe's evidence
+                await tx.add_evidence(target.id, (EvidenceItem(f"attached-{stored.id}.eml", "message/rfc822", raw),),
+                                      now)
             touched.append(target)
             if held_for is not None and held_for != target.id:
                 ref = {**ref, "reason": f"attached to probe {target.id}: {reason}"}

@@ -51,6 +51,7 @@ def body_schema(with_probe: bool) -> dict[str, Any]:
 
 def message_document(stored: StoredMessage, base: str) -> dict[str, Any]:
     message = stored.message
+    kept = stored.kept_bytes or int(message.summary.get("kept_bytes") or 0)
     decision = None
     if stored.decision is not None:
         decision = {"action": stored.decision, "by": stored.decided_by, "reason": stored.decision_reason,
@@ -60,8 +61,8 @@ def message_document(stored: StoredMessage, base: str) -> dict[str, Any]:
         "probe": message.probe_id, "method": message.method, "auth": message.auth, "kind": message.kind,
         "received_at": iso_utc(message.received_at), "recorded_at": iso_utc(stored.recorded_at),
         "location": message.location, "size": message.size, "sha256": message.sha256,
-        "kept_bytes": stored.kept_bytes, "summary": message.summary, "decision": decision,
-        "raw_url": f"{base}/{stored.id}/raw" if stored.kept_bytes else None,
+        "kept_bytes": kept, "summary": message.summary, "decision": decision,
+        "raw_url": f"{base}/{stored.id}/raw" if kept else None,
     }
 
 
@@ -132,10 +133,20 @@ def _body(body: Any, action: str) -> tuple[str | None, str]:
 
 async def get_raw(request: web.Request, args: Args) -> web.Response:
     name = _mailbox(request, args)
-    stored = await _service(request).store.message(name, args["message_id"])
-    if stored is None or stored.message.raw is None:
+    store = _service(request).store
+    stored = await store.message(name, args["message_id"])
+    raw = stored.message.raw if stored is not None else None
+    if stored is not None and raw is None and stored.message.probe_id and stored.message.summary.get("evidence"):
+        raw = await _evidence(store, stored.message.probe_id, str(stored.message.summary["evidence"]))
+    if stored is None or raw is None:
         raise not_found(f"mailbox {name} keeps no message with that id")
     headers = {**SAFE_HEADERS, "Content-Disposition": attachment(f"message-{stored.id}.eml"),
                "Content-Security-Policy": "default-src 'none'; sandbox",
                "X-Message-SHA256": stored.message.sha256 or ""}
-    return web.Response(body=stored.message.raw, content_type="application/octet-stream", headers=headers)
+    return web.Response(body=raw, content_type="application/octet-stream", headers=headers)
+
+
+async def _evidence(store: Any, probe_id: str, name: str) -> bytes | None:
+    """A matched or held message is kept once, as its probe's evidence."""
+    item = next((e for e in await store.evidence_for(probe_id) if e.name == name), None)
+    return await store.evidence_data(item.id) if item is not None else None

@@ -273,6 +273,10 @@ class StoreTx:
                                          [values])
         return int(result.scalar_one())
 
+    async def evidence_named(self, probe_id: str, name: str) -> bytes | None:
+        return (await self.conn.execute(select(Evidence.data).where(
+            Evidence.probe_id == probe_id, Evidence.name == name).order_by(Evidence.id).limit(1))).scalar_one_or_none()
+
     async def locked_message(self, message_id: int) -> StoredMessage:
         row = (await self.conn.execute(select(MailboxMessageRow).where(MailboxMessageRow.id == message_id)
                                        .with_for_update())).one_or_none()

@@ -200,19 +200,23 @@ class ReplyPipeline:
 
     async def _record(self, read: Read, decision: Decision, auth: Auth, kept: Kept, own: bool) -> str:
         fetched = read.fetched
+        evidence_name = f"{read.verdict.kind}-{fetched.uid}.eml"
+        headers = summary(read.message, read.verdict, fetched)
+        if decision.probe_id is not None:  # kept once, as the probe's evidence
+            headers |= {"evidence": evidence_name, "kept_bytes": len(kept.raw)}
         stored = MailboxMessage(
             mailbox=fetched.source, channel=CHANNEL, digest=digest_of(fetched), location=fetched.location[:255],
             bucket=decision.bucket, reason=decision.reason[:200], received_at=fetched.received_at,
-            summary=summary(read.message, read.verdict, fetched), probe_id=decision.probe_id,
+            summary=headers, probe_id=decision.probe_id,
             method=decision.method, auth=auth.public(), kind=read.verdict.kind,
             # what it is if an auditor attaches it, whatever its bucket now
             counts=read.verdict.kind in ANSWERS, failure=failure_of(read.verdict),
-            raw=None if own else kept.raw, size=kept.size, sha256=kept.sha256)
+            raw=None if own or decision.probe_id is not None else kept.raw, size=kept.size, sha256=kept.sha256)
         response, alert, evidence = None, None, ()
         if decision.probe_id is not None:
             response = Response(read.verdict.kind, fetched.received_at, _details(read, decision, auth, kept),
                                 counts=decision.counts, failure=decision.failure, held=decision.held)
-            evidence = (EvidenceItem(f"{read.verdict.kind}-{fetched.uid}.eml", "message/rfc822", kept.raw),)
+            evidence = (EvidenceItem(evidence_name, "message/rfc822", kept.raw),)
             if decision.failure and decision.bucket != HELD:
                 alert = (f"the published address {read.refs[decision.probe_id].site_address} bounces permanently "
                          f"({read.verdict.status_code or 'no status'}): check it with the site")
