@@ -56,6 +56,7 @@ STRONG: frozenset[str] = frozenset({"message_id", "quoted_text", "token", "plus_
 # The Date header is written by the site's clock: an auto-reply sent within
 # seconds by a server a little behind ours must still fall inside the window.
 DATE_HEADER_SKEW = timedelta(minutes=10)
+INTERNALDATE_PRECISION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ class _Instant:
 
 def _instant(msg: ParsedMessage, received_at: datetime | None) -> _Instant | None:
     if received_at is not None and received_at.tzinfo is not None:
-        return _Instant(received_at, timedelta(0))
+        # IMAP INTERNALDATE has whole seconds: an answer in the second the probe left reads a little earlier.
+        return _Instant(received_at, INTERNALDATE_PRECISION)
     if msg.date is not None and msg.date.tzinfo is not None:
         return _Instant(msg.date, DATE_HEADER_SKEW)
     return None
