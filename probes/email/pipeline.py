@@ -212,7 +212,9 @@ class ReplyPipeline:
             # what it is if an auditor attaches it, whatever its bucket now
             counts=read.verdict.kind in ANSWERS, failure=failure_of(read.verdict),
             raw=None if own or decision.probe_id is not None else kept.raw, size=kept.size, sha256=kept.sha256)
-        response, alert, evidence = None, None, ()
+        response: Response | None = None
+        alert: str | None = None
+        evidence: tuple[EvidenceItem, ...] = ()
         if decision.probe_id is not None:
             response = Response(read.verdict.kind, fetched.received_at, _details(read, decision, auth, kept),
                                 counts=decision.counts, failure=decision.failure, held=decision.held)
