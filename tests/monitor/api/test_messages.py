@@ -76,3 +76,18 @@ async def test_bad_requests_get_a_clear_4xx(api, history):
     assert (await api.post(f"{BASE}/{message}/dismiss", {"reason": "x", "by": "someone else"})).status == 400
     assert (await api.post(f"{BASE}/{message}/dismiss", ["not", "an", "object"])).status == 400
     assert (await api.post(f"{BASE}/{message}/attach", {"probe": history["call"], "reason": "x"})).status == 400
+
+
+async def test_review_shows_in_the_csv_and_the_status_page_counts_what_waits(api, history):
+    import csv
+    import io
+
+    await held_message(api.service, history["email"])
+    await held_message(api.service, history["email"], bucket="quarantined")
+    response = await api.get("/api/v1/probes?format=csv", "auditor")
+    rows = list(csv.DictReader(io.StringIO((await response.read()).decode("utf-8-sig"))))
+    assert {(r["commitment"], r["verdict"]) for r in rows if r["probe_id"] == history["email"]} == {
+        ("email.ack", "met"), ("email.reply", "review")}
+    page = await (await api.client.get("/")).text()
+    section = page.split('id="mailboxes"')[1]
+    assert '<td class="num held bad-text">1</td>' in section and '<td class="num quarantined bad-text">1</td>' in section
