@@ -3,7 +3,11 @@
 Both parts run against a throw-away Dovecot (tests/support/dovecot.py: Debian
 `dovecot-imapd`, 127.0.0.1, plain text, `mail_fsync = never`).
 
-1. Latency.  `ImapWatcher` sits in IDLE on the mystery mailbox beside a bare
+1. Latency.  `ImapWatcher` (feeding the real pipeline: parse, classify, the
+   shingle index refreshed from the store, match, the whole message fetched
+   again by UID when only a prefix was read, sender authentication, the
+   message recorded in its bucket with the verdict) sits in IDLE on the
+   mystery mailbox beside a bare
    IDLE client (stdlib `imaplib` in a thread: EXAMINE, IDLE, wait for
    `* n EXISTS`, then DONE and one UID FETCH of the new headers) — the floor.
    A third connection APPENDs one reply at a time (`--appends`, default 200,
@@ -60,6 +64,7 @@ from monitor.store.records import Cursor, NewProbe
 from monitor.store.store import Store
 from probes.email.imap.watcher import ImapWatcher
 from probes.email.pipeline import ReplyPipeline
+from probes.email.shingles import fingerprint
 from probes.email.watcher import FetchedMessage
 from tests.support.databases import fresh_sqlite, sqlite_template
 from tests.support.dovecot import ADDRESS, DovecotServer, running_dovecot
@@ -206,7 +211,8 @@ sites:
 
 
 async def plant_probes(server: DovecotServer, store: Store, numbers: range) -> ReplyPipeline:
-    """One sent probe per reply (the reply's In-Reply-To names it), and the pipeline that judges replies."""
+    """One sent probe per reply (the reply's In-Reply-To names it), each with the fingerprint of its body so that
+    the pipeline's shingle index holds them all, and the pipeline that judges replies."""
     config = parse_config(PIPELINE_CONFIG.format(address=ADDRESS, port=server.port, user=server.user,
                                                  password=server.password), environ={})
     now = datetime.now(UTC)
@@ -217,6 +223,8 @@ async def plant_probes(server: DovecotServer, store: Store, numbers: range) -> R
             await tx.set_probe(probe.id, now, status="sent", sent_at=now, token=f"QP-B{number + 10:04d}",
                                message_id=f"<probe-{number}@probes.example.net>",
                                details={"to": "accueil.site@example.org", "subject": "Visite de groupe"})
+            await tx.set_fingerprint(probe.id, "email", fingerprint(
+                f"Bonjour, je voudrais visiter le musée avec le groupe numéro {number} le {number % 28 + 1} juin."))
     return ReplyPipeline(Runner(store, config, {}, SystemClock()), StoreQueries(store, SystemClock()), config)
 
 
@@ -229,14 +237,14 @@ async def measure_latency(server: DovecotServer, store: Store, appends: int) -> 
         sequence = sequence_of(fetched.raw)
         if sequence is not None:
             seen.watcher.setdefault(sequence, time.perf_counter())
-            if await pipeline.handle(fetched) != "unrelated":  # classified, matched, verdict stored
+            if (await pipeline.handle(fetched)).startswith("matched"):  # classified, matched, verdict stored
                 seen.verdict.setdefault(sequence, time.perf_counter())
 
     def status(up: bool, detail: str) -> None:
         if up and detail.endswith("IDLE"):
             idle_reported.set()
 
-    watcher = ImapWatcher("bench", server.imap_config(), store, on_status=status)
+    watcher = ImapWatcher("mystery", server.imap_config(), store, on_status=status)
     task = asyncio.create_task(watcher.run(handle))
     connection, last_uid = open_bare_client(server)
     bare = threading.Thread(target=bare_idle_client, args=(connection, last_uid, seen), daemon=True)

@@ -123,6 +123,42 @@ async def _probe(config: Config, site_id: str, channel: str) -> int:
     return 0
 
 
+def cmd_probes_sample(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    site = _site(config, args.site)
+    if args.channel not in config.channels or site.section(args.channel) is None:
+        raise UsageError(f"site {args.site} has no {args.channel} probes in the config")
+    if args.n < 1 or args.n > 100:
+        raise UsageError("-n must be between 1 and 100")
+    texts = asyncio.run(_with_store(config, lambda store: _samples(store, config, args.site, args.channel, args.n)))
+    print("\n\n".join(texts))
+    return 0
+
+
+async def _samples(store: Any, config: Config, site_id: str, channel: str, count: int) -> list[str]:
+    """The next planned probes of the site as they will read; imagined ones (a week apart) if fewer are planned."""
+    from monitor.clock import SystemClock
+    from monitor.service import default_kinds
+    from monitor.store.records import PLANNED, NewProbe, ProbeRecord
+    from monitor.store.schema import Probe
+
+    kind = default_kinds().get(channel)
+    if kind is None or kind.sample is None:
+        raise UsageError(f"the {channel} probes cannot show a sample")
+    now = SystemClock().now()
+    planned = await store.probes_where(Probe.site == site_id, Probe.channel == channel, Probe.status == PLANNED,
+                                       Probe.planned_at >= now, limit=count)
+    texts = [f"=== probe {p.id}, planned {p.planned_at.isoformat()}\n{kind.sample(p, config)}" for p in planned]
+    at = planned[-1].planned_at if planned else now.replace(hour=9, minute=30, second=0, microsecond=0)
+    for _ in range(count - len(planned)):
+        at += timedelta(days=7)
+        new = NewProbe(site=site_id, channel=channel, planned_at=at)
+        imagined = ProbeRecord(new.id, site_id, channel, "standard", "plan", PLANNED, at, None, None, None, None,
+                               None, None, None, 0, {})
+        texts.append(f"=== not planned yet (imagined for {at.isoformat()})\n{kind.sample(imagined, config)}")
+    return texts
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.status import render_table, status_rows
 
@@ -371,6 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     probe = command("probe", cmd_probe, "send one probe now (to check a set-up); prints its id")
     probe.add_argument("--site", required=True)
     probe.add_argument("--channel", required=True, help="email, phone, or another registered kind's channel")
+    probes = sub.add_parser("probes", help="look at probes before they leave")
+    probes_sub = probes.add_subparsers(dest="probes_command", required=True, metavar="ACTION")
+    sample = probes_sub.add_parser("sample", help="print what the next probes of a site will look like")
+    sample.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML config file")
+    sample.add_argument("--site", required=True)
+    sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    sample.add_argument("--channel", default="email", help="the probes' channel (default email)")
+    sample.set_defaults(handler=cmd_probes_sample)
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
     status.add_argument("--format", choices=["table", "json", "csv"], default="table")

@@ -1,9 +1,9 @@
 """Compliance of a site with a commitment over a period (pure).
 
-`ratio` = met / (met + missed): void probes (our own failures) and pending
-ones are left out.  The Wilson score interval gives the bounds (95 % unless
-`compliance.confidence` says otherwise), which stay honest for small samples
-and ratios near 0 or 1.  `status` is `compliant` / `non_compliant`, or
+`ratio` = met / (met + missed): void probes (our own failures), pending ones
+and those in `review` (waiting for an auditor) are left out.  The Wilson
+score interval gives the bounds (95 % unless `compliance.confidence` says
+otherwise), which stay honest for small samples and ratios near 0 or 1.  `status` is `compliant` / `non_compliant`, or
 `insufficient_data` when there are fewer decided samples than `min_samples`
 and the interval straddles the target (so more samples could still change
 the answer).
@@ -47,6 +47,7 @@ class Compliance:
     ci_high: float | None
     status: str
     needed: int | None = None  # decided probes still needed to conclude (see the module's docstring)
+    review: int = 0  # held for an auditor: counted like pending
 
     @property
     def n(self) -> int:
@@ -58,9 +59,9 @@ class Compliance:
 
     def public(self) -> dict[str, object]:
         return {"site": self.site, "commitment": self.commitment, "n": self.n, "met": self.met,
-                "missed": self.missed, "pending": self.pending, "void": self.void, "ratio": self.ratio,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "target": self.target, "status": self.status,
-                "needed": self.needed}
+                "missed": self.missed, "pending": self.pending, "review": self.review, "void": self.void,
+                "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high, "target": self.target,
+                "status": self.status, "needed": self.needed}
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -84,7 +85,7 @@ def compliance(site: str, commitment: str, counts: Mapping[str, int], target: fl
     low, high = bounds if bounds else (None, None)
     return Compliance(site, commitment, met, missed, counts.get("pending", 0), counts.get("void", 0), target,
                       low, high, _status(met, met + missed, bounds, target, min_samples),
-                      needed(met, met + missed, target, z))
+                      needed(met, met + missed, target, z), counts.get("review", 0))
 
 
 @cache

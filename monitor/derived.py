@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -17,6 +18,7 @@ from monitor.config.models import Config
 from monitor.metrics import DerivedSnapshot
 from monitor.store.schema import Probe, Verdict, WatcherCursor
 from monitor.store.store import Store, aware_utc
+from monitor.verdicts import PENDING, REVIEW
 
 WINDOWS = {"30d": timedelta(days=30), "90d": timedelta(days=90)}
 
@@ -31,7 +33,8 @@ async def compute_snapshot(store: Store, config: Config, now: datetime, *,
         counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         for (site, cid, verdict), n in (await store.verdict_counts(now - span)).items():
             counts[(site, cid)][verdict] = n
-            samples[(site, cid, window, verdict)] = n
+            sample = (site, cid, window, PENDING if verdict == REVIEW else verdict)  # no per-site series for review
+            samples[sample] = samples.get(sample, 0) + n
         for (site, cid), by_verdict in counts.items():
             commitment = config.commitments.get(cid)
             if commitment is None:
@@ -49,7 +52,22 @@ async def compute_snapshot(store: Store, config: Config, now: datetime, *,
                                        for key, (_, oldest) in open_counts.items() if oldest is not None},
         last_probe_sent=await last_sent(store) if with_last_sent else {},
         calllog_last_ingest=await last_ingest(store) if with_last_sent else {},
+        **await review_figures(store),
     )
+
+
+async def review_figures(store: Store) -> dict[str, Any]:
+    """Messages awaiting an auditor per mailbox, and verdicts in review per commitment."""
+    waiting = await store.awaiting_review()
+    oldest: dict[tuple[str], float] = {}
+    for (mailbox, _), (_, arrived) in waiting.items():
+        oldest[(mailbox,)] = min(oldest.get((mailbox,), arrived.timestamp()), arrived.timestamp())
+    async with store.read() as conn:
+        rows = await conn.execute(select(Verdict.commitment, func.count()).where(Verdict.verdict == REVIEW)
+                                  .group_by(Verdict.commitment))
+        in_review = {(cid,): n for cid, n in rows}
+    return {"awaiting_review": {key: n for key, (n, _) in waiting.items()}, "oldest_awaiting_review": oldest,
+            "verdicts_in_review": in_review}
 
 
 async def overdue(store: Store, now: datetime) -> dict[tuple[str, str], int]:

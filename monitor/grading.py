@@ -150,7 +150,7 @@ async def awaiting_review(store: Store, config: Config, limit: int = 20) -> tupl
     cids = list(quality_commitments(config))
     if not cids:
         return 0, []
-    where = (Verdict.commitment.in_(cids), Verdict.verdict == "pending", Verdict.answered_at.is_not(None))
+    where = (Verdict.commitment.in_(cids), Verdict.verdict == "review", Verdict.answered_at.is_not(None))
     async with store.read() as conn:
         total = (await conn.execute(select(func.count()).select_from(Verdict).where(*where))).scalar_one()
         rows = (await conn.execute(select(Verdict.probe_id, Verdict.site, Verdict.commitment, Verdict.answered_at,

@@ -18,7 +18,7 @@ from monitor.config.models import Config
 from monitor.health import Health
 from monitor.kinds import ComponentStatus, Recorder, Response, Work
 from monitor.store.errors import is_outage
-from monitor.store.records import Cursor, EventRecord, EvidenceItem, ProbeRecord, StoreUnavailable
+from monitor.store.records import Cursor, EventRecord, EvidenceItem, MailboxMessage, ProbeRecord, StoreUnavailable
 from monitor.store.store import Store
 
 # component -> how its status shows in metrics: (name, up, last success or None)
@@ -52,6 +52,11 @@ class GuardedRecorder:
         async with outage_as_unavailable("recording a failure"):
             return await self._recorder.record_failure(probe_id, reason, alert=alert, evidence=evidence)
 
+    async def record_message(self, message: MailboxMessage, response: Response | None = None, *,
+                             alert: str | None = None, evidence: tuple[EvidenceItem, ...] = ()) -> bool:
+        async with outage_as_unavailable("recording a mailbox message"):
+            return await self._recorder.record_message(message, response, alert=alert, evidence=evidence)
+
 
 class StoreQueries:
     """`kinds.ProbeQueries` and `kinds.CursorStore` over the store."""
@@ -69,9 +74,15 @@ class StoreQueries:
             return await self.store.events_for(probe_id)
 
     async def open_probes(self, channel: str, *, message_ids: Collection[str] = (), tokens: Collection[str] = (),
-                          sites: Collection[str] = ()) -> list[ProbeRecord]:
+                          sites: Collection[str] = (), ids: Collection[str] = ()) -> list[ProbeRecord]:
         async with outage_as_unavailable("finding open probes"):
-            return await self.store.open_probes(channel, message_ids=message_ids, tokens=tokens, sites=sites)
+            return await self.store.open_probes(channel, message_ids=message_ids, tokens=tokens, sites=sites,
+                                                ids=ids)
+
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        async with outage_as_unavailable("reading fingerprints"):
+            return await self.store.fingerprints_after(channel, after, closed_since=closed_since, limit=limit)
 
     async def cursor(self, name: str) -> Cursor | None:
         async with outage_as_unavailable(f"reading cursor {name}"):

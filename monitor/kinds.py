@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from monitor.clock import Clock
 from monitor.config.channels import BUILT_IN, ChannelSpec
 from monitor.config.models import Config, Site
-from monitor.store.records import Cursor, EventRecord, EvidenceItem, ProbeRecord
+from monitor.store.records import Cursor, EventRecord, EvidenceItem, MailboxMessage, ProbeRecord
 
 
 class ProbeVoid(Exception):
@@ -64,6 +64,10 @@ class Response:
     # What the kind's grader made of the answer (ChannelSpec.criteria): recorded as an `assessment` event
     # right after the `response` one, so `quality` commitments can judge it (see monitor/quality.py).
     assessment: Mapping[str, Any] | None = None
+    failure: str | None = None  # the service failed outright, as this answer shows (a permanent bounce)
+    # Why it waits for an auditor (unauthenticated, matched by its sender only): it neither counts nor fails
+    # until attached; the verdicts it could change are `review` meanwhile.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,10 @@ class ProbeContext(Protocol):
         ...
 
     async def mark_sending(self, *, token: str | None = None, message_id: str | None = None,
-                           **details: Any) -> None:
-        """Record what is about to leave us, before it does."""
+                           fingerprint: bytes | None = None, **details: Any) -> None:
+        """Record what is about to leave us, before it does.  `fingerprint`: hashes of what is sent (never the
+        text), kept with the probe so that an answer quoting it can be recognised
+        (`ProbeQueries.fingerprints_after`)."""
         ...
 
     async def open_tokens(self) -> set[str]:
@@ -130,6 +136,12 @@ class Recorder(Protocol):
         """The service failed outright (e.g. its address bounces permanently): missed with `reason`."""
         ...
 
+    async def record_message(self, message: MailboxMessage, response: Response | None = None, *,
+                             alert: str | None = None, evidence: tuple[EvidenceItem, ...] = ()) -> bool:
+        """A message read from one of our mailboxes, in its bucket, with what it means for its probe (if any),
+        recorded at once.  False when the same message (mailbox and digest) was recorded before."""
+        ...
+
 
 class ProbeQueries(Protocol):
     async def probe(self, probe_id: str) -> ProbeRecord | None: ...
@@ -137,8 +149,15 @@ class ProbeQueries(Protocol):
     async def events_for(self, probe_id: str) -> list[EventRecord]: ...
 
     async def open_probes(self, channel: str, *, message_ids: Collection[str] = (), tokens: Collection[str] = (),
-                          sites: Collection[str] = ()) -> list[ProbeRecord]:
-        """Probes of `channel` being sent or watched whose Message-ID, token or site is among those given."""
+                          sites: Collection[str] = (), ids: Collection[str] = ()) -> list[ProbeRecord]:
+        """Probes of `channel` being sent or watched whose Message-ID, token, site or id is among those given."""
+        ...
+
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        """(row id, probe id, fingerprint) of the probes of `channel` being sent or watched (or closed since
+        `closed_since`) whose fingerprint was kept after row `after`, oldest first: a watcher follows them
+        without re-reading them all."""
         ...
 
 
@@ -205,6 +224,8 @@ ReconcileFn = Callable[[ProbeRecord, ProbeContext], Awaitable["ProbeOutcome | No
 BackgroundFn = Callable[[KindHost], AbstractAsyncContextManager[object]]
 # Until when the absence of an answer to a probe is known (see ProbeKind.observed_until).
 ObservedFn = Callable[[ProbeRecord, datetime, KindHost], datetime]
+# What a (planned) probe will say when it is run, as text for a person to review (`qualimon probes sample`).
+SampleFn = Callable[[ProbeRecord, Config], str]
 
 
 async def cannot_reconcile(probe: ProbeRecord, ctx: ProbeContext) -> None:
@@ -225,6 +246,7 @@ class ProbeKind:
     background: BackgroundFn | None = None     # watchers and pollers, started with the service
     observed_until: ObservedFn | None = None
     spec: ChannelSpec | None = None            # required for a channel not built into the config
+    sample: SampleFn | None = None             # what a probe will look like, for `qualimon probes sample`
 
     def __post_init__(self) -> None:
         if self.spec is None and self.channel not in BUILT_IN:

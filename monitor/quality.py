@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-MET, MISSED, PENDING = "met", "missed", "pending"
+MET, MISSED, REVIEW = "met", "missed", "review"  # verdict values (monitor.verdicts imports this module)
 DECISIONS = {"met": True, "not_met": False}
 TO_REVIEW, CONFIRMED = "to_review", "confirmed"
 REVIEW_STATUSES = (TO_REVIEW, CONFIRMED)
@@ -117,16 +117,17 @@ def standings(grading: Grading, criteria: Iterable[str]) -> list[Standing]:
 
 
 def verdict(grading: Grading | None, required: Sequence[str]) -> tuple[str, str | None]:
-    """(met | missed | pending, reason) of an answer against the required criteria."""
+    """(met | missed | review, reason) of an answer against the required criteria: `review` while an
+    auditor must decide (never assessed, or a required criterion the machine is unsure of)."""
     if grading is None:
-        return PENDING, None
+        return REVIEW, None
     now = standings(grading, required)
     failed = [s.name for s in now if s.met is False and s.certain]
     if failed:
         return MISSED, _reason("quality not met: ", failed)
     open_ = [s.name for s in now if s.met is None or not s.certain]
     if open_:
-        return PENDING, _reason("to review: ", open_)
+        return REVIEW, _reason("to review: ", open_)
     return MET, None
 
 

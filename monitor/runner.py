@@ -7,7 +7,9 @@ transaction, updates metrics, and sweeps deadlines.  Watchers hand the
 answers they find to `record_response`, so verdicts are always decided here.
 
 Events written: claimed, released, send_started, sent, void, response,
-failure, operator_alert, verdict, closed (see README "Event log").
+failure, operator_alert, verdict, closed, message (a mailbox message that
+answers no probe), attached and dismissed (an auditor's decision on a
+mailbox message) (see README "Event log").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,21 +29,29 @@ from monitor.clock import Clock, iso_utc
 from monitor.config.models import Config, Site
 from monitor.kinds import NOT_SENT, NotSent, ProbeKind, ProbeOutcome, ProbeRetry, ProbeVoid, Response
 from monitor.store.records import (
+    ATTACHED,
     CLAIMED,
     CLOSED,
+    DISMISSED,
+    HELD,
     PLANNED,
     SENDING,
     SENT,
     VOID,
     EventRecord,
     EvidenceItem,
+    MailboxMessage,
     NewProbe,
     ProbeRecord,
+    StoredMessage,
     VerdictRecord,
 )
 from monitor.store.store import Store, StoreTx
 from monitor.verdicts import (
+    OVERRIDES,
     PENDING,
+    REVIEW,
+    UNDECIDED,
     Answer,
     Judgement,
     applicable_commitments,
@@ -81,8 +91,10 @@ class Context:
     def clock(self) -> Clock:
         return self.runner.clock
 
-    async def mark_sending(self, *, token: str | None = None, message_id: str | None = None, **details: Any) -> None:
-        await self.runner.mark_sending(self.probe, token=token, message_id=message_id, details=details)
+    async def mark_sending(self, *, token: str | None = None, message_id: str | None = None,
+                           fingerprint: bytes | None = None, **details: Any) -> None:
+        await self.runner.mark_sending(self.probe, token=token, message_id=message_id, details=details,
+                                       fingerprint=fingerprint)
 
     async def open_tokens(self) -> set[str]:
         return await self.runner.store.open_tokens()
@@ -206,11 +218,13 @@ class Runner:
         return outcome
 
     async def mark_sending(self, probe: ProbeRecord, *, token: str | None, message_id: str | None,
-                           details: Mapping[str, Any]) -> None:
+                           details: Mapping[str, Any], fingerprint: bytes | None = None) -> None:
         now = self.clock.now()
         async with self.store.write() as tx:
             merged = {**probe.details, **details}
             await tx.set_probe(probe.id, now, status=SENDING, token=token, message_id=message_id, details=merged)
+            if fingerprint is not None:
+                await tx.set_fingerprint(probe.id, probe.channel, fingerprint)
             tx.event(probe.id, "send_started", now, token=token, message_id=message_id, **details)
 
     async def retry_later(self, probe: ProbeRecord, reason: str) -> None:
@@ -296,9 +310,104 @@ class Runner:
         self._publish(decided)
         return decided
 
+    async def record_message(self, message: MailboxMessage, response: Response | None = None, *,
+                             alert: str | None = None, evidence: tuple[EvidenceItem, ...] = ()) -> bool:
+        """A watcher read `message` and put it in its bucket: store it, and what it means for its probe, at once.
+
+        Matched or held, `response` is appended to the probe (held: it waits for an auditor, the verdicts
+        it could change become `review`); a matched `response.failure` (a permanent bounce) also makes the
+        service fail.  A message of no probe gets a `message` event.  False when it was recorded before
+        (a watcher delivers at least once), and then nothing is written."""
+        now = self.clock.now()
+        probe: ProbeRecord | None = None
+        decided: list[VerdictRecord] = []
+        async with self.store.write() as tx:
+            message_id = await tx.add_message(message, now)
+            if message_id is None:
+                return False
+            ref = {"mailbox": message.mailbox, "message": message_id}
+            if message.probe_id is None or response is None:
+                tx.event(message.probe_id, "message", now, bucket=message.bucket, reason=message.reason,
+                         digest=message.digest, **ref)
+            else:
+                probe = await tx.locked_probe(message.probe_id)
+                response = replace(response, details={**response.details, **ref, "bucket": message.bucket})
+                self._response_event(tx, probe.id, response, now)
+                if response.failure and not response.held:
+                    tx.event(probe.id, "failure", now, reason=response.failure)
+                if alert and not response.held:
+                    tx.event(probe.id, "operator_alert", now, message=alert, site=probe.site)
+                await tx.add_evidence(probe.id, evidence, now)
+                decided = await self._evaluate(tx, probe, now)
+        self.metrics.mailbox_message(message.mailbox, message.bucket)
+        if probe is not None and response is not None and not response.held:
+            self._count_response(probe, response)
+        self._publish(decided)
+        return True
+
+    async def review_message(self, message_id: int, action: str, *, by: str, reason: str,
+                             probe_id: str | None = None) -> StoredMessage:
+        """An auditor attaches a mailbox message to a probe (it then counts as what it is) or dismisses it.
+
+        Appended as `attached` / `dismissed` events with who and why; the verdicts of the probes concerned
+        are recomputed.  A held message attached elsewhere is dismissed from the probe it was held for."""
+        if not reason.strip() or not by.strip():
+            raise ValueError("a review needs who made it and why")
+        if action not in ("attach", "dismiss") or (action == "attach") != (probe_id is not None):
+            raise ValueError("attach needs the probe; dismiss takes none")
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            stored = await tx.locked_message(message_id)
+            if stored.decision is not None:
+                raise ValueError(f"message {message_id} was already {stored.decision} by {stored.decided_by}")
+            touched = await self._apply_review(tx, stored, action, by, reason, probe_id, now)
+            await tx.decide_message(message_id, ATTACHED if action == "attach" else DISMISSED, by, reason,
+                                    probe_id, now)
+            decided = [v for probe in touched for v in await self._evaluate(tx, probe, now)]
+            stored = await tx.locked_message(message_id)
+        self._publish(decided)
+        return stored
+
+    async def _apply_review(self, tx: StoreTx, stored: StoredMessage, action: str, by: str, reason: str,
+                            probe_id: str | None, now: datetime) -> list[ProbeRecord]:
+        message = stored.message
+        ref = {"mailbox": message.mailbox, "message": stored.id, "by": by, "reason": reason}
+        touched: list[ProbeRecord] = []
+        held_for = message.probe_id if message.bucket == HELD else None
+        if action == "attach":
+            assert probe_id is not None
+            target = await tx.locked_probe(probe_id)
+            if target.channel != message.channel:
+                raise ValueError(f"probe {probe_id} is a {target.channel} probe; this message can only answer "
+                                 f"a {message.channel} probe")
+            tx.event(target.id, "attached", now, kind=message.kind, answered_at=iso_utc(message.received_at),
+                     counts=message.counts, failure=message.failure, **ref)
+            raw = message.raw
+            if raw is None and message.probe_id and message.summary.get("evidence"):
+                raw = await tx.evidence_named(message.probe_id, str(message.summary["evidence"]))
+            if raw is not None and target.id != message.probe_id:  # a held message is already that probe's evidence
+                await tx.add_evidence(target.id, (EvidenceItem(f"attached-{stored.id}.eml", "message/rfc822", raw),),
+                                      now)
+            touched.append(target)
+            if held_for is not None and held_for != target.id:
+                ref = {**ref, "reason": f"attached to probe {target.id}: {reason}"}
+                tx.event(held_for, "dismissed", now, **ref)
+                touched.append(await tx.locked_probe(held_for))
+        elif held_for is not None:
+            tx.event(held_for, "dismissed", now, **ref)
+            touched.append(await tx.locked_probe(held_for))
+        else:
+            tx.event(message.probe_id, "dismissed", now, **ref)
+        return touched
+
     def _response_event(self, tx: StoreTx, probe_id: str, response: Response, now: datetime) -> None:
+        extra: dict[str, Any] = {}
+        if response.held:
+            extra["held"] = response.held
+        if response.failure:
+            extra["failure"] = response.failure
         tx.event(probe_id, "response", now, kind=response.kind, answered_at=iso_utc(response.answered_at),
-                 counts=response.counts, **response.details)
+                 counts=response.counts, **extra, **response.details)
         if response.assessment is not None:  # grades the response just before it (see verdicts._gradings)
             tx.event(probe_id, "assessment", now, **response.assessment)
 
@@ -333,8 +442,8 @@ class Runner:
         """An auditor's decision, appended to the log with who, when and why; verdicts follow from it."""
         if not reason.strip() or not by.strip():
             raise ValueError("a regrade needs who made it and why")
-        if action == "override" and verdict not in ("met", "missed", "void"):
-            raise ValueError("an override sets the verdict to met, missed or void")
+        if action == "override" and verdict not in OVERRIDES:
+            raise ValueError(f"an override sets the verdict to {', '.join(OVERRIDES)}")
         if action == "discount" and response_seq is None:
             raise ValueError("discounting needs the seq of the response event")
         if action not in ("override", "discount", "clear"):
@@ -423,9 +532,9 @@ class Runner:
             verdicts.append(record)
             if before != record:
                 await tx.save_verdict(record, exists=before is not None)
-                if judgement.verdict != PENDING and (before is None or before.verdict == PENDING
-                                                     or before.verdict != record.verdict):
-                    newly_decided.append(record)
+                if judgement.verdict != PENDING and (before is None or before.verdict != record.verdict):
+                    if judgement.verdict != REVIEW:  # review awaits an auditor: logged, not yet decided
+                        newly_decided.append(record)
                     tx.event(probe.id, "verdict", now, commitment=cid, verdict=record.verdict,
                              reason=record.reason, late=record.late, delay_seconds=record.delay_seconds)
         await self._maybe_close(tx, probe, verdicts, now, finished)
@@ -434,7 +543,7 @@ class Runner:
     def _verdict_record(self, probe: ProbeRecord, cid: str, judgement: Judgement, before: VerdictRecord | None,
                         now: datetime) -> VerdictRecord:
         decided_at = None
-        if judgement.verdict != PENDING:
+        if judgement.verdict not in UNDECIDED:
             same = before is not None and before.verdict == judgement.verdict
             decided_at = before.decided_at if same and before.decided_at else now
         return VerdictRecord(
@@ -452,8 +561,8 @@ class Runner:
         # open only until an answer comes, and an auditor's grade never reopens a closed probe.
         timed = [v for v in verdicts if not self._is_quality(v.commitment)]
         waiting = timed + [v for v in verdicts if self._is_quality(v.commitment)
-                           and v.answered_at is None and v.verdict == PENDING]
-        if probe.status == CLOSED and any(v.verdict == PENDING for v in timed):
+                           and v.answered_at is None and v.verdict in UNDECIDED]
+        if probe.status == CLOSED and any(v.verdict in UNDECIDED for v in timed):
             # A regrade discounted the answer that closed it: watch it again until decided.
             await tx.set_probe(probe.id, now, status=SENT, closed_at=None)
             tx.event(probe.id, "reopened", now, reason="a verdict is pending again after a regrade")
@@ -468,8 +577,8 @@ class Runner:
             watch_until = latest + timedelta(days=self.settings.watch_days)
             await tx.set_probe(probe.id, now, watch_until=watch_until)
         all_answered = all(
-            v.verdict != PENDING and (v.answered_at is not None or v.verdict == VOID
-                                      or v.reason not in (None, "no_answer")) for v in waiting)
+            v.verdict not in UNDECIDED and (v.answered_at is not None or v.verdict == VOID
+                                            or v.reason not in (None, "no_answer")) for v in waiting)
         expired = watch_until is not None and now >= watch_until
         if finished or all_answered or expired:
             await tx.set_probe(probe.id, now, status=CLOSED, closed_at=now)

@@ -58,23 +58,23 @@ async def compliance_rows(store: Store, config: Config, start: datetime | None, 
 async def status_rows(store: Store, config: Config, days: int = 30, now: datetime | None = None) -> list[StatusRow]:
     now = now or SystemClock().now()
     overdue = await overdue_counts(store, now)
-    return [StatusRow(c, c.pending, overdue.get((c.site, c.commitment), 0))
+    return [StatusRow(c, c.pending + c.review, overdue.get((c.site, c.commitment), 0))
             for c in await compliance_rows(store, config, now - timedelta(days=days), None)]
 
 
 def render_table(rows: list[StatusRow], days: int) -> str:
-    header = ["site", "commitment", "n", "met", "missed", "void", "ratio", "interval", "target", "status", "needed",
-              "open", "overdue"]
+    header = ["site", "commitment", "n", "met", "missed", "void", "review", "ratio", "interval", "target", "status",
+              "needed", "open", "overdue"]
     lines = [header]
     for row in rows:
         c = row.compliance
         ratio = f"{c.ratio:.0%}" if c.ratio is not None else "-"
         ci = f"{c.ci_low:.0%}–{c.ci_high:.0%}" if c.ci_low is not None else "-"
-        lines.append([c.site, c.commitment, str(c.n), str(c.met), str(c.missed), str(c.void), ratio, ci,
+        lines.append([c.site, c.commitment, str(c.n), str(c.met), str(c.missed), str(c.void), str(c.review), ratio, ci,
                       f"{c.target:.0%}", c.status, "-" if c.needed is None else str(c.needed), str(row.open),
                       str(row.overdue)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3, 4, 5, 6, 8, 10, 11, 12}
+    numeric = {2, 3, 4, 5, 6, 7, 9, 11, 12, 13}
     out = [f"Compliance over the last {days} days (void probes excluded from ratios)"]
     for line in lines:
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]

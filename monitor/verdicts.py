@@ -11,6 +11,10 @@ deadline and the verdict:
 - `missed` when it came later (`late`, with its real delay), when the
   service failed outright (`reason` says how), or when the deadline passed
   with no answer (`reason: no_answer`);
+- `review` when a message that may decide it is held for an auditor (an
+  unauthenticated answer or bounce matched only by its sender): it counts
+  like `pending` until the auditor attaches the message (`attached`: it then
+  counts as the answer, or the failure, it is) or dismisses it (`dismissed`);
 - `pending` otherwise.
 
 An auditor's re-grading is an appended `regrade` event, never an edit:
@@ -39,7 +43,13 @@ from monitor.calendar import BusinessCalendar, deadline
 from monitor.config.models import Commitment, Config
 from monitor.store.records import EventRecord, ProbeRecord
 
-PENDING, MET, MISSED, VOID = "pending", "met", "missed", "void"
+PENDING, MET, MISSED, VOID, REVIEW = "pending", "met", "missed", "void", "review"
+#: Every verdict value, in the order tables show them: the one list the API, CSV, pages and metrics follow.
+VERDICTS = (PENDING, MET, MISSED, VOID, REVIEW)
+#: Verdicts an auditor may set by a regrade (`review` is the state of waiting for one).
+OVERRIDES = (MET, MISSED, VOID)
+#: Not decided yet: compliance leaves them out of ratios, the probe is still watched.
+UNDECIDED = (PENDING, REVIEW)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,16 @@ class Answer:
     at: datetime
     grading: quality.Grading | None = None  # the answer's assessment and auditors' decisions (graded channels)
     seq: int = 0                            # of its `response` event (0 while still queued in a transaction)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A message held for an auditor: what it would be if attached (an answer of `kind`, or `failure`)."""
+
+    kind: str
+    at: datetime
+    reason: str
+    failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ class Facts:
     failure: str | None = None
     void_reason: str | None = None
     overrides: dict[str | None, Override] = field(default_factory=dict)  # commitment (None: all) → regrade
+    held: tuple[Held, ...] = ()  # messages awaiting an auditor's attach or dismiss
 
 
 @dataclass(frozen=True)
@@ -82,14 +103,28 @@ def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
     events = list(events)
     discounted = {e.data["response_seq"] for e in events if e.type == "regrade" and e.data.get("action") == "discount"}
     gradings = _gradings(events)
+    reviewed = {e.data.get("message") for e in events if e.type in ("attached", "dismissed")}
+    held_at = {e.data.get("message"): position for position, e in enumerate(events)
+               if e.type == "response" and e.data.get("held")}
     answers: list[Answer] = []
+    held: list[Held] = []
     failure = None
     void_reason = probe.void_reason
     overrides: dict[str | None, Override] = {}
     for position, event in enumerate(events):
-        if event.type == "response" and event.data.get("counts", True) and event.seq not in discounted:
+        if event.type == "response" and event.data.get("held"):
+            if event.data.get("message") not in reviewed and event.seq not in discounted:
+                held.append(_held(event.data))
+        elif event.type == "response" and event.data.get("counts", True) and event.seq not in discounted:
             answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"]),
                                   gradings.get(position), event.seq))
+        elif event.type == "attached" and event.data.get("failure"):
+            failure = failure or event.data["failure"]
+        elif event.type == "attached" and event.data.get("counts", True):
+            # An attached message is graded as it was assessed when it was held.
+            grading = gradings.get(held_at.get(event.data.get("message"), -1))
+            answers.append(Answer(event.data["kind"], datetime.fromisoformat(event.data["answered_at"]),
+                                  grading, grading.response_seq if grading else 0))
         elif event.type == "failure" and failure is None:
             failure = event.data["reason"]
         elif event.type == "void" and void_reason is None:
@@ -97,7 +132,12 @@ def facts_from(probe: ProbeRecord, events: Iterable[EventRecord]) -> Facts:
         elif event.type == "regrade":
             _apply_regrade(overrides, event.data)
     answers.sort(key=lambda a: a.at)
-    return Facts(probe.clock_start, tuple(answers), failure, void_reason, overrides)
+    return Facts(probe.clock_start, tuple(answers), failure, void_reason, overrides, tuple(held))
+
+
+def _held(data: dict[str, Any]) -> Held:
+    return Held(data["kind"], datetime.fromisoformat(data["answered_at"]), str(data["held"]),
+                data.get("failure") or None)
 
 
 def _gradings(events: list[EventRecord]) -> dict[int, quality.Grading]:
@@ -145,7 +185,7 @@ def judge(commitment: Commitment, calendar: BusinessCalendar, facts: Facts, now:
     """`now`: until when we know no answer came. It lags the clock while our own mailbox cannot be
     read, so a deadline that passed during our outage stays pending: never missed for our failure."""
     override = facts.overrides.get(commitment_id) or facts.overrides.get(None)
-    computed = _computed(commitment, calendar, facts, now)
+    computed = _held_back(commitment, facts, _computed(commitment, calendar, facts, now))
     if override is None:
         return computed
     return Judgement(override.verdict, deadline=computed.deadline, answered_at=computed.answered_at,
@@ -180,6 +220,16 @@ def _graded(commitment: Commitment, facts: Facts) -> Judgement:
     if answer.grading is None:
         reason = "not assessed: an auditor must grade it"
     return Judgement(verdict, answered_at=answer.at, reason=reason)
+
+
+def _held_back(commitment: Commitment, facts: Facts, computed: Judgement) -> Judgement:
+    """`review` while a held message could change a verdict that is not already met (or void: ours)."""
+    if computed.verdict in (MET, VOID):
+        return computed
+    waiting = [h for h in facts.held if h.failure is not None or h.kind in commitment.answer_kinds]
+    if not waiting:
+        return computed
+    return Judgement(REVIEW, deadline=computed.deadline, reason=f"held for review: {waiting[0].reason}"[:200])
 
 
 def first_counted(commitment: Commitment, answers: Sequence[Answer]) -> Answer | None:

@@ -76,6 +76,7 @@ def test_every_alert_the_issue_asks_for_exists():
     assert {
         "QualimonCommitmentBelowTarget", "QualimonProbeOverdue", "QualimonMailboxDown",
         "QualimonProbeSendFailures", "QualimonSiteNoProbeSent", "QualimonCalllogStale", "QualimonDown",
+        "QualimonMailboxMessageAwaitingReview",
     } <= names
 
 

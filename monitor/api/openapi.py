@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
+from monitor.api.messages import MESSAGE_FIELDS
 from monitor.api.routes import Route
+from monitor.verdicts import VERDICTS
 
 INSTANT = {"type": ["string", "null"], "format": "date-time"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -34,7 +36,7 @@ def page_of(item: str) -> dict[str, Any]:
     return closed({"items": {"type": "array", "items": ref(item)}, "next_cursor": TEXT_OR_NULL})
 
 
-VERDICT = closed({"verdict": {"type": "string", "enum": ["pending", "met", "missed", "void"]},
+VERDICT = closed({"verdict": {"type": "string", "enum": list(VERDICTS)},
                   "deadline": INSTANT, "delay_seconds": NUMBER_OR_NULL, "business_delay_seconds": NUMBER_OR_NULL,
                   "late": {"type": "boolean"}, "reason": TEXT_OR_NULL})
 EVENT = closed({"seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
@@ -73,7 +75,8 @@ COMMITMENT = closed({
 COUNT = {"type": "integer", "minimum": 0}
 COMPLIANCE = closed({
     "site": {"type": "string"}, "commitment": {"type": "string"}, "n": COUNT, "met": COUNT, "missed": COUNT,
-    "pending": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL, "ci_high": NUMBER_OR_NULL,
+    "pending": COUNT, "review": COUNT, "void": COUNT, "ratio": NUMBER_OR_NULL, "ci_low": NUMBER_OR_NULL,
+    "ci_high": NUMBER_OR_NULL,
     "target": {"type": "number"},
     "status": {"type": "string", "enum": ["compliant", "non_compliant", "insufficient_data"]},
     "needed": {"type": ["integer", "null"], "minimum": 0},
@@ -130,6 +133,8 @@ SCHEMAS: dict[str, Any] = {
     "ChainReport": CHAIN,
     "Grading": GRADING,
     "GradingPage": page_of("Grading"),
+    "Message": closed(MESSAGE_FIELDS),
+    "MessagePage": page_of("Message"),
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
 }
 

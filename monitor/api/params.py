@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from monitor.api.errors import bad_request
 from monitor.clock import iso_utc
 from monitor.config.models import COMMITMENT_ID, SLUG
+from monitor.verdicts import VERDICTS as ALL_VERDICTS
 
 DATE = r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
 INSTANT = DATE + r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
@@ -161,7 +162,7 @@ def commitment_param(description: str = "Only this commitment (its id in the con
                  matching(COMMITMENT_ID, "a commitment id such as 'email.reply'"))
 
 
-VERDICTS = ("pending", "met", "missed", "void")
+VERDICTS = ALL_VERDICTS
 
 FROM = Param("from", {"type": "string", "pattern": WHEN},
              "Start, inclusive: a date (that day in the configured time zone) or an instant with an offset.",

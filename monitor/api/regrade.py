@@ -19,6 +19,7 @@ from typing import Any
 
 from monitor.api.errors import bad_request
 from monitor.config.models import COMMITMENT_ID
+from monitor.verdicts import OVERRIDES
 
 MAX_REASON = 120
 # Text without control characters (PostgreSQL text refuses NUL) and with at least one visible character.
@@ -27,7 +28,7 @@ TEXT_CHAR = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]"
 VISIBLE_CHAR = r"[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 REASON = rf"^{TEXT_CHAR}*{VISIBLE_CHAR}{TEXT_CHAR}*$"
 ACTIONS = {"override": "verdict", "discount": "response_seq", "clear": None}
-VERDICTS = ("met", "missed", "void")
+VERDICTS = OVERRIDES
 
 
 @dataclass(frozen=True)

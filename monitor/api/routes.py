@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.api import handlers
+from monitor.api import handlers, messages
 from monitor.api.auth import Authenticator
 from monitor.api.errors import json_errors
 from monitor.api.grade import body_schema as grade_schema
@@ -38,6 +38,7 @@ from monitor.api.params import (
 )
 from monitor.api.regrade import body_schema
 from monitor.config.models import SLUG, Role
+from monitor.store.records import BUCKETS
 
 RouteHandler = Callable[[web.Request, Args], Awaitable[web.StreamResponse]]
 
@@ -83,6 +84,17 @@ REVIEW_STATUS = Param("status", {"type": "string", "enum": ["to_review", "confir
                       default="to_review")
 EVIDENCE_ID = Param("evidence_id", {"type": "integer", "minimum": 1}, "An evidence id from the evidence list.",
                     parse_positive_int, location="path")
+MAILBOX = Param("name", {"type": "string", "pattern": SLUG}, "A mailbox's name in the config.",
+                matching(SLUG, "a mailbox name such as 'mystery'"), location="path")
+MESSAGE_ID = Param("message_id", {"type": "integer", "minimum": 1}, "A message id from the mailbox's list.",
+                   parse_positive_int, location="path")
+BUCKET_FILTER = Param("bucket", {"type": "string", "enum": list(BUCKETS)}, "Only messages of this bucket.",
+                      one_of(BUCKETS))
+DECIDED_FILTER = Param("decided", {"type": "string", "enum": ["true", "false"]},
+                       "false: only those no auditor attached or dismissed yet; true: only decided ones.",
+                       lambda text: {"true": True, "false": False}[one_of(("true", "false"))(text)])
+MESSAGE_CURSOR = Param("cursor", {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                       "The next_cursor of the previous page, as it was given.", parse_positive_int)
 PERIOD_NOTE = ("`from`/`to` select probes by planned instant (the order of the list); a date is a day in the "
                "configured time zone and a date `to` includes that day.")
 
@@ -123,6 +135,28 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/audit/verify", handlers.verify_chain, Role.auditor, "Verify the event log's hash chain",
           "ChainReport", description="Reads the whole log. Note last_hash: a later run that finds another hash "
                                      "for the same seq proves the history was rewritten."),
+    Route("GET", "/mailboxes/{name}/messages", messages.list_messages, Role.auditor,
+          "Messages read from a mystery mailbox, each in its bucket", "MessagePage",
+          (MAILBOX, BUCKET_FILTER, DECIDED_FILTER, LIMIT, MESSAGE_CURSOR), not_found=True,
+          description="Newest first. Every message the watcher read is in exactly one bucket: matched, "
+                      "unrelated, held (would answer a probe, sender not authenticated: its verdicts are review "
+                      "until an auditor decides) or quarantined (processing failed; the message is kept). "
+                      "Summaries hold headers only."),
+    Route("GET", "/mailboxes/{name}/messages/{message_id}/raw", messages.get_raw, Role.auditor,
+          "A mailbox message as kept, raw", "Binary", (MAILBOX, MESSAGE_ID), not_found=True, download=True,
+          description="Served as an attachment (application/octet-stream, never HTML), with its SHA-256."),
+    Route("POST", "/mailboxes/{name}/messages/{message_id}/attach", messages.attach_message, Role.auditor,
+          "Attach a message to the probe it answers (appended event)", "Message", (MAILBOX, MESSAGE_ID),
+          body=messages.body_schema(with_probe=True), not_found=True,
+          description="Appends an attached event (who = the token's name, when, why): the message counts for "
+                      "the probe as what it is (an answer, or a permanent bounce's failure); the verdicts are "
+                      "recomputed. A held message attached elsewhere is dismissed from the probe it was held "
+                      "for. Once per message."),
+    Route("POST", "/mailboxes/{name}/messages/{message_id}/dismiss", messages.dismiss_message, Role.auditor,
+          "Dismiss a message (appended event)", "Message", (MAILBOX, MESSAGE_ID),
+          body=messages.body_schema(with_probe=False), not_found=True,
+          description="Appends a dismissed event with who and why; a held message then changes nothing and the "
+                      "verdicts are recomputed. Once per message."),
     Route("POST", "/probes/{id}/regrade", handlers.regrade, Role.auditor, "Regrade a probe (appended event)",
           "ProbeDetail", (PROBE_ID_PARAM,), body=body_schema(), not_found=True,
           description="Appends a regrade event (who = the token's name, when, why); the verdicts are "

@@ -44,6 +44,7 @@ def _site_references(data: dict[str, Any]) -> Iterator[tuple[Path_, str]]:
             if isinstance(name, str) and name not in calendars:
                 yield ("sites", i, key), f"unknown calendar {name!r}; known: {_known(calendars)}"
         yield from _channel_reference(i, site, "email", "mailbox", mailboxes, "mailboxes")
+        yield from _rotation_reference(i, site, mailboxes)
         yield from _channel_reference(i, site, "phone", "line", lines, "phone_lines")
         yield from _calls_need_opening_hours(data, i, site)
     yield from _business_hours_need_opening_hours(data)
@@ -55,6 +56,8 @@ def _channel_reference(i: int, site: dict[str, Any], channel: str, key: str,
     if not isinstance(settings, dict):
         return
     name = settings.get(key)
+    if channel == "email" and isinstance(settings.get("mailboxes"), dict):
+        return  # a rotation names its mailboxes (checked by _rotation_reference)
     if isinstance(name, str):
         if name not in known:
             yield ("sites", i, channel, key), f"unknown {key} {name!r}; known: {_known(known)}"
@@ -62,6 +65,16 @@ def _channel_reference(i: int, site: dict[str, Any], channel: str, key: str,
         yield ("sites", i, channel), f"the site has {channel} probes but no {section} are defined"
     elif len(known) > 1:
         yield ("sites", i, channel, key), f"several {section} exist ({_known(known)}); name the one to use"
+
+
+def _rotation_reference(i: int, site: dict[str, Any], known: list[str]) -> Iterator[tuple[Path_, str]]:
+    settings = site.get("email")
+    rotation = settings.get("mailboxes") if isinstance(settings, dict) else None
+    if not isinstance(rotation, dict):
+        return
+    for name in rotation:
+        if name not in known:
+            yield ("sites", i, "email", "mailboxes", name), f"unknown mailbox {name!r}; known: {_known(known)}"
 
 
 def _has_opening_hours(data: dict[str, Any], calendar: Any) -> bool:

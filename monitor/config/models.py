@@ -448,6 +448,28 @@ class ImapConfig(ServerConfig):
         return self.port or {"implicit": 993, "none": 143}[self.tls]
 
 
+class MailTrust(Frozen):
+    authserv_id: str = Field(description="The authserv-id our receiving server writes in Authentication-Results "
+                                         "(RFC 8601), e.g. `mx.probes.example.net`: only its results are believed.")
+    internal_hosts: tuple[str, ...] = Field(
+        default=(), description="Our own relays besides `authserv_id` (and localhost): results above a `Received` "
+                                "from anywhere else are believed, results below it never.")
+    bounce_domains: tuple[str, ...] = Field(
+        default=(), description="Domains of our provider's mail servers, besides the mailbox's own: an "
+                                "authenticated bounce from them counts without quoting our Message-ID.")
+
+
+THUNDERBIRD = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.12.2"
+
+
+class MailClient(Frozen):
+    header: Literal["User-Agent", "X-Mailer", "none"] = "User-Agent"
+    value: str = Field(default=THUNDERBIRD, description="What the persona's mail client says it is.")
+
+
+EVIDENCE_MAX_BYTES = 10 * 1024 * 1024
+
+
 class Mailbox(Frozen):
     address: str = Field(description="The mystery user, e.g. `Jeanne Martin <jeanne.martin@probes.example.net>`.")
     smtp: SmtpConfig | None = Field(default=None, description="Where probes are submitted (our server).")
@@ -460,11 +482,36 @@ class Mailbox(Frozen):
     plus_addressing: bool = Field(
         default=False,
         description="Set Reply-To to local+TOKEN@domain (only if the provider delivers subaddresses).")
+    token: Literal["off", "subject", "body"] = Field(
+        default="off", description="Show the reference token (`Réf. QP-7K2M9`) in the subject, at the end of the "
+                                   "body, or not at all: answers are matched by Message-ID and quoted text.")
+    trust: MailTrust | None = Field(
+        default=None, description="Whose sender authentication to believe. Without it, an answer matched only "
+                                  "by its sender, and a bounce not quoting our Message-ID, are held for review.")
+    dkim: Literal["off", "verify"] = Field(
+        default="off", description="Verify DKIM signatures here (dkimpy) when the provider adds no results.")
+    dns_resolver: str | None = Field(
+        default=None, description="`host[:port]` of the DNS server for DKIM keys; default: the system's.")
+    evidence_max_bytes: Annotated[int, Field(ge=64 * 1024, le=1024 * 1024 * 1024)] = Field(
+        default=EVIDENCE_MAX_BYTES, description="Largest answer kept whole as evidence; beyond, its headers and "
+                                                "first part are kept, with the whole size and SHA-256.")
+    signature: str | None = Field(default=None, description="How the persona signs (default: the display name).")
+    client: MailClient = Field(default_factory=MailClient,
+                               description="The mail client header the persona's messages carry.")
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         check_email_address(parseaddr(value)[1], value)
+        return value
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+            if not host or (port and not port.isdigit()):
+                raise ValueError(f"{value!r} is not host[:port] of a DNS server")
         return value
 
     @model_validator(mode="after")
@@ -482,6 +529,10 @@ class Mailbox(Frozen):
     @property
     def display_name(self) -> str:
         return parseaddr(self.address)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2].lower()
 
 
 def check_email_address(addr: str, shown: str | None = None) -> str:
@@ -541,6 +592,9 @@ class SiteEmail(Frozen):
                                "`auto`: a share of `planner.auto.budget.email`, allocated where it decides most.")
     max_per_month: MaxPerMonth = Field(default=None, description="With `per_month: auto`: the most a month gives it.")
     mailbox: str | None = Field(default=None, description="Mailbox that sends; default: the only one.")
+    mailboxes: dict[Annotated[str, Field(pattern=SLUG)], Annotated[int, Field(ge=1, le=1000)]] | None = Field(
+        default=None, description="Instead of `mailbox`: several personas take turns, each mailbox with a weight "
+                                  "(`{jeanne: 2, paul: 1}`: Jeanne writes two probes in three).")
 
     @model_validator(mode="after")
     def _auto(self) -> SiteEmail:
@@ -551,6 +605,14 @@ class SiteEmail(Frozen):
     @classmethod
     def _address(cls, value: str) -> str:
         return check_email_address(value)
+
+    @model_validator(mode="after")
+    def _one_way_to_name_mailboxes(self) -> SiteEmail:
+        if self.mailbox is not None and self.mailboxes is not None:
+            raise ValueError("give mailbox or mailboxes, not both")
+        if self.mailboxes is not None and not self.mailboxes:
+            raise ValueError("mailboxes needs at least one mailbox and its weight")
+        return self
 
 
 class SitePhone(Frozen):
@@ -794,8 +856,15 @@ class Config(Frozen):
         return self.calendars[calendar_id].timezone or self.timezone
 
     def mailbox_for(self, site: Site) -> tuple[str, Mailbox]:
-        name = (site.email.mailbox if site.email else None) or next(iter(self.mailboxes))
+        """The site's mailbox; with a rotation, the first of it (see `mailbox_weights`)."""
+        name = next(iter(self.mailbox_weights(site)))
         return name, self.mailboxes[name]
+
+    def mailbox_weights(self, site: Site) -> dict[str, int]:
+        """The mailboxes that write to `site`, each with its weight in the rotation."""
+        if site.email is not None and site.email.mailboxes:
+            return dict(site.email.mailboxes)
+        return {(site.email.mailbox if site.email else None) or next(iter(self.mailboxes)): 1}
 
     def line_for(self, site: Site) -> tuple[str, PhoneLine]:
         name = (site.phone.line if site.phone else None) or next(iter(self.phone_lines))

@@ -132,7 +132,7 @@ def _base(sender: str, probe: EmailMessage, subject: str) -> EmailMessage:
 
 def reply(desk: str, probe: EmailMessage, text: str, outlook: bool = False) -> EmailMessage:
     answer = _base(desk, probe, ("RE: " if outlook else "Re: ") + str(probe["Subject"]))
-    if not outlook:  # Outlook-style replies often lose the threading headers; the token still matches
+    if not outlook:  # Outlook-style replies often lose the threading headers; the quoted text still matches
         answer["In-Reply-To"] = probe["Message-ID"]
         answer["References"] = probe["Message-ID"]
     quoted = "\n".join("> " + line for line in probe.get_content().splitlines())

@@ -29,6 +29,10 @@ Metrics produced (name, type, labels):
 - ``qualimon_calls_total`` counter {site, source, outcome ∈ CALL_OUTCOMES} (phone sites)
 - ``qualimon_mailbox_up`` gauge {mailbox}
 - ``qualimon_mailbox_last_success_timestamp_seconds`` gauge {mailbox}
+- ``qualimon_mailbox_messages_total`` counter {mailbox, bucket ∈ matched/unrelated/held/quarantined}
+- ``qualimon_mailbox_awaiting_review`` gauge {mailbox, bucket ∈ held/quarantined} (snapshot)
+- ``qualimon_mailbox_oldest_awaiting_review_timestamp_seconds`` gauge {mailbox} (snapshot; 0: none)
+- ``qualimon_verdicts_in_review`` gauge {commitment}                  (snapshot)
 - ``qualimon_calllog_last_ingest_timestamp_seconds`` gauge {source}
 - ``qualimon_calllog_rows_rejected_total`` counter {source, reason ∈ CALLLOG_REJECT_REASONS}
 - ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site, channel} (planned channels)
@@ -70,7 +74,11 @@ HOUR = 3_600.0
 # bounded label values
 
 VERDICTS = ("met", "missed", "void")
+# `review` (held for an auditor) is counted as pending here, like in compliance: no series per site for it;
+# `qualimon_verdicts_in_review` counts it per commitment.
 SAMPLE_VERDICTS = ("met", "missed", "pending", "void")
+MESSAGE_BUCKETS = ("matched", "unrelated", "held", "quarantined")
+REVIEW_BUCKETS = ("held", "quarantined")
 WINDOWS = ("30d", "90d")
 CALL_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed")
 CALL_SOURCES = ("mystery", "calllog")
@@ -254,6 +262,12 @@ class DerivedSnapshot:
     last_probe_sent: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
     #: call-log source -> last successful ingest in the store; same purpose
     calllog_last_ingest: Mapping[str, datetime] = field(default_factory=dict)
+    #: (mailbox, held|quarantined) -> messages no auditor attached or dismissed yet
+    awaiting_review: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: (mailbox,) -> arrival (epoch seconds) of the oldest of them, 0 when none
+    oldest_awaiting_review: Mapping[tuple[str], float] = field(default_factory=dict)
+    #: (commitment,) -> probes whose verdict of it is `review`
+    verdicts_in_review: Mapping[tuple[str], int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -322,6 +336,19 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
                        mailboxes),
         "mailbox_success": (spec("qualimon_mailbox_last_success_timestamp_seconds", "gauge",
                                  "Last successful mailbox check", ["mailbox"]), mailboxes),
+        "mailbox_messages": (spec("qualimon_mailbox_messages", "counter",
+                                  "Messages read from the mailbox, by the bucket each landed in",
+                                  ["mailbox", "bucket"]),
+                             _product(mailboxes, MESSAGE_BUCKETS)),
+        "awaiting_review": (spec("qualimon_mailbox_awaiting_review", "gauge",
+                                 "Held or quarantined messages no auditor attached or dismissed (from the database)",
+                                 ["mailbox", "bucket"]), _product(mailboxes, REVIEW_BUCKETS)),
+        "oldest_review": (spec("qualimon_mailbox_oldest_awaiting_review_timestamp_seconds", "gauge",
+                               "Arrival of the oldest message awaiting review, 0 when none (from the database)",
+                               ["mailbox"]), mailboxes),
+        "in_review": (spec("qualimon_verdicts_in_review", "gauge",
+                           "Probes whose verdict is review: a held message awaits an auditor (from the database)",
+                           ["commitment"]), commitments),
         "calllog_ingest": (spec("qualimon_calllog_last_ingest_timestamp_seconds", "gauge",
                                 "Last successful call-log ingest", ["source"]), sources),
         "rows_rejected": (spec("qualimon_calllog_rows_rejected", "counter", "Call-log rows not imported",
@@ -352,6 +379,10 @@ class Metrics:
     calls: Family
     mailbox_up: Family
     mailbox_success: Family
+    mailbox_messages: Family
+    awaiting_review: Family
+    oldest_review: Family
+    in_review: Family
     calllog_ingest: Family
     rows_rejected: Family
     last_sent: Family
@@ -463,6 +494,10 @@ class Metrics:
         if up and at is not None:
             self._exposition.set(self.mailbox_success, self.mailbox_success.index[(mailbox,)], _epoch(at))
 
+    def mailbox_message(self, mailbox: str, bucket: str) -> None:
+        """A message read from `mailbox` landed in `bucket`."""
+        self._inc(self.mailbox_messages, mailbox, bucket)
+
     def calllog_ingested(self, source: str, at: datetime) -> None:
         if self._series(self.calllog_ingest, source) is not None:
             self._set_timestamp(self.calllog_ingest, (source,), _epoch(at))
@@ -489,6 +524,9 @@ class Metrics:
             (self.probes_open, snapshot.probes_open),
             (self.probes_overdue, snapshot.probes_overdue),
             (self.oldest_open_age, snapshot.oldest_open_probe_age_seconds),
+            (self.awaiting_review, snapshot.awaiting_review),
+            (self.oldest_review, snapshot.oldest_awaiting_review),
+            (self.in_review, snapshot.verdicts_in_review),
         ])
         sent, ingested = snapshot.last_probe_sent, snapshot.calllog_last_ingest
         stamps: list[tuple[Family, LabelValues, datetime]] = [

@@ -20,6 +20,7 @@ from monitor.report.data import Histograms, MissedProbe
 from monitor.report.evidence import EvidenceFile, safe_component
 from monitor.report.period import Period
 from monitor.store.chain import ChainReport
+from monitor.verdicts import VERDICTS
 from monitor.web.charts import DelayHistogram, describe, fmt_amount, histogram_svg
 from monitor.web.html import (
     compliance_table,
@@ -138,7 +139,7 @@ def network_section(ctx: ReportContext) -> str:
 
 def _pooled(ctx: ReportContext, cid: str, commitment: Commitment) -> Compliance:
     """One commitment's counts summed over the reported sites, judged like a site (labelled as a pool)."""
-    counts = {"met": 0, "missed": 0, "pending": 0, "void": 0}
+    counts = dict.fromkeys(VERDICTS, 0)
     for rows in ctx.rows_by_site.values():
         for c in rows:
             if c.commitment == cid:
@@ -169,7 +170,8 @@ def sites_compliance(ctx: ReportContext, page: int, sites: Sequence[Site]) -> st
     caption = f"Compliance per site and commitment — sites {first}–{first + len(sites) - 1} of {len(ctx.sites)}"
     return ('<section id="compliance"><h2>Compliance by site</h2>'
             '<p class="note">n = met + missed; ratio = met ÷ n (void probes, the monitor\'s own failures, and pending '
-            f"ones are left out); {ctx.config.compliance.confidence:.0%} Wilson score interval; <em>insufficient "
+            "ones or those in review, awaiting an auditor's decision, are left out); "
+            f"{ctx.config.compliance.confidence:.0%} Wilson score interval; <em>insufficient "
             f"data</em> when fewer than {ctx.config.compliance.min_samples} decided probes leave the interval across "
             "the target; <em>needed</em>: further decided probes that would conclude if they went the way the "
             "results point (0: concluded, – : no number can).</p>"

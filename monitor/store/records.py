@@ -146,3 +146,51 @@ class Cursor:
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or used; the monitor's failure, never the service's."""
+
+
+# buckets of a message read from one of our mailboxes (docs/design.md §2, "No message unexplained")
+MATCHED, UNRELATED, HELD, QUARANTINED = "matched", "unrelated", "held", "quarantined"
+BUCKETS = (MATCHED, UNRELATED, HELD, QUARANTINED)
+ATTACHED, DISMISSED = "attached", "dismissed"
+
+
+@dataclass(frozen=True)
+class MailboxMessage:
+    """One message a watcher read from one of our mailboxes, and the one bucket it landed in.
+
+    `summary` holds headers only (never the body).  `raw` is the message as kept for auditors (at most the
+    mailbox's `evidence_max_bytes`; `size` and `sha256` are the whole message's); None when not kept (our
+    own copies).  `kind`, `counts` and `failure` say what the message is to a probe if it is (or gets)
+    attached: an answer of `kind` that counts or not, or the service's `failure` (a permanent bounce).
+    """
+
+    mailbox: str
+    channel: str
+    digest: str                 # SHA-256 of what the watcher read: the same message read twice is recorded once
+    location: str               # where it is: "imap:<uidvalidity>:<uid>" or "maildir:<file key>"
+    bucket: str                 # one of BUCKETS
+    reason: str
+    received_at: datetime
+    summary: dict[str, Any] = field(default_factory=dict)
+    probe_id: str | None = None   # matched: the probe; held: the probe it would answer
+    method: str | None = None
+    auth: dict[str, Any] | None = None
+    kind: str | None = None
+    counts: bool = False
+    failure: str | None = None
+    raw: bytes | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    message: MailboxMessage
+    recorded_at: datetime
+    decision: str | None = None          # attached | dismissed, by an auditor
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    decided_probe: str | None = None     # the probe it was attached to
+    kept_bytes: int = 0                  # size of the kept raw message (0: not kept)

@@ -10,6 +10,12 @@
 - `watcher_cursors`: where each mailbox / call-log reader stopped.
 - `plans`: the `per_month` each site/channel/month was planned with, which
   makes re-planning idempotent.
+- `mailbox_messages`: every message read from our mailboxes, in exactly one
+  bucket (matched, unrelated, held, quarantined) with its reason, a
+  headers-only summary and, for auditors, the message kept (capped); an
+  auditor's attach or dismiss is recorded here and as an event.
+- `probe_fingerprints`: the hashed word shingles of what each probe sent
+  (never the text), to recognise an answer that quotes it.
 - `calls`: the sites' real calls read from call logs (CDR), judged like
   mystery calls; not part of the event chain (they are copies of the PBX's
   own records, re-readable at any time).
@@ -216,3 +222,50 @@ class Plan(Base):
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     per_month: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MailboxMessageRow(Base):
+    """A message read from one of our mailboxes; (mailbox, digest) makes re-reading it a no-op."""
+
+    __tablename__ = "mailbox_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    mailbox: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(255))
+    bucket: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200))
+    probe_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    method: Mapped[str | None] = mapped_column(String(16))
+    auth: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(16))
+    counts: Mapped[bool] = mapped_column(Boolean, default=False)
+    failure: Mapped[str | None] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text, default="{}")
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_reason: Mapped[str | None] = mapped_column(String(200))
+    decided_probe: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "digest"),
+        Index("ix_mailbox_messages_mailbox_bucket_id", "mailbox", "bucket", "id"),
+    )
+
+
+class ProbeFingerprint(Base):
+    """Hashes of the word shingles of what a probe sent; `id` grows, so a reader can follow new ones."""
+
+    __tablename__ = "probe_fingerprints"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    probe_id: Mapped[str] = mapped_column(String(32), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)

@@ -28,20 +28,36 @@ from monitor.store.inlists import execute_in, rows_in
 from monitor.store.records import (
     CANCELLED,
     CLAIMED,
+    CLOSED,
+    HELD,
     PLANNED,
+    QUARANTINED,
     SENDING,
     SENT,
     Cursor,
     EventRecord,
     EvidenceItem,
     InvalidCursor,
+    MailboxMessage,
     NewProbe,
     ProbeRecord,
     StoredEvidence,
+    StoredMessage,
     StoreUnavailable,
     VerdictRecord,
 )
-from monitor.store.schema import ChainHead, Event, Evidence, Plan, Probe, Verdict, WatcherCursor
+from monitor.store.schema import (
+    ChainHead,
+    Event,
+    Evidence,
+    MailboxMessageRow,
+    Plan,
+    Probe,
+    ProbeFingerprint,
+    Verdict,
+    WatcherCursor,
+)
+from monitor.verdicts import VERDICTS
 
 
 @dataclass(frozen=True)
@@ -239,14 +255,69 @@ class StoreTx:
             "position": json.dumps(cursor.position) if cursor.position is not None else None, "updated_at": at,
         }])
 
+    # ---- fingerprints and mailbox messages
 
-VERDICTS = ("pending", "met", "missed", "void")
+    async def set_fingerprint(self, probe_id: str, channel: str, hashes: bytes) -> None:
+        """What the probe is about to send, as hashes; a new send of the same probe replaces it (and gets a new id)."""
+        await self.conn.execute(delete(ProbeFingerprint).where(ProbeFingerprint.probe_id == probe_id))
+        await self.conn.execute(ProbeFingerprint.__table__.insert(),
+                                [{"probe_id": probe_id, "channel": channel, "hashes": hashes}])
+
+    async def add_message(self, message: MailboxMessage, at: datetime) -> int | None:
+        """Insert one read message; None when it was recorded before (same mailbox and digest)."""
+        known = (await self.conn.execute(select(MailboxMessageRow.id).where(
+            MailboxMessageRow.mailbox == message.mailbox, MailboxMessageRow.digest == message.digest))).first()
+        if known is not None:
+            return None
+        values = {name: getattr(message, name) for name in MESSAGE_COLUMNS}
+        values.update(auth=None if message.auth is None else chain.canonical_json(message.auth),
+                      summary=chain.canonical_json(message.summary), recorded_at=at)
+        result = await self.conn.execute(MailboxMessageRow.__table__.insert().returning(MailboxMessageRow.id),
+                                         [values])
+        return int(result.scalar_one())
+
+    async def evidence_named(self, probe_id: str, name: str) -> bytes | None:
+        return (await self.conn.execute(select(Evidence.data).where(
+            Evidence.probe_id == probe_id, Evidence.name == name).order_by(Evidence.id).limit(1))).scalar_one_or_none()
+
+    async def locked_message(self, message_id: int) -> StoredMessage:
+        row = (await self.conn.execute(select(MailboxMessageRow).where(MailboxMessageRow.id == message_id)
+                                       .with_for_update())).one_or_none()
+        if row is None:
+            raise KeyError(f"no message {message_id}")
+        return stored_message(row)
+
+    async def decide_message(self, message_id: int, decision: str, by: str, reason: str, probe_id: str | None,
+                             at: datetime) -> None:
+        await self.conn.execute(update(MailboxMessageRow).where(MailboxMessageRow.id == message_id).values(
+            decision=decision, decided_by=by, decision_reason=reason[:200], decided_probe=probe_id, decided_at=at))
+
+
 VERDICT_COLUMNS = ("probe_id", "commitment", "site", "channel", "verdict", "deadline", "started_at", "answered_at",
                    "delay_seconds", "business_delay_seconds", "late", "reason", "decided_at")
 
 
+MESSAGE_COLUMNS = ("mailbox", "channel", "digest", "location", "bucket", "reason", "received_at", "probe_id",
+                   "method", "kind", "counts", "failure", "raw", "size", "sha256")
+# Everything but the kept message itself, for listings.
+_MESSAGE_LISTED = [c for c in MailboxMessageRow.__table__.columns if c.name != "raw"]
+REVIEWED_BUCKETS = (HELD, QUARANTINED)
+
+
 def verdict_record(row: Verdict) -> VerdictRecord:
     return VerdictRecord(**{k: getattr(row, k) for k in VERDICT_COLUMNS})
+
+
+def stored_message(row: Any, raw: bytes | None = None) -> StoredMessage:
+    mapping = row._mapping
+    values = {k: mapping[k] for k in MESSAGE_COLUMNS if k in mapping}
+    kept = mapping["raw"] if "raw" in mapping else raw
+    values.update(raw=kept, auth=json.loads(mapping["auth"]) if mapping["auth"] else None,
+                  summary=json.loads(mapping["summary"] or "{}"))
+    kept_bytes = len(kept) if kept is not None else int(mapping.get("kept_bytes") or 0)
+    return StoredMessage(mapping["id"], MailboxMessage(**values), mapping["recorded_at"], mapping["decision"],
+                         mapping["decided_by"], mapping["decided_at"], mapping["decision_reason"],
+                         mapping["decided_probe"], kept_bytes)
 
 
 class Store:
@@ -311,7 +382,7 @@ class Store:
         return [ProbeRecord.from_row(r) for r in rows]
 
     async def open_probes(self, channel: str, *, message_ids: Collection[str] = (), tokens: Collection[str] = (),
-                          sites: Collection[str] = ()) -> list[ProbeRecord]:
+                          sites: Collection[str] = (), ids: Collection[str] = ()) -> list[ProbeRecord]:
         """Probes of `channel` being sent or watched, found by Message-ID, token or site (all indexed columns):
         what an answer read from a mailbox could be answering, without scanning every open probe."""
         conditions = []
@@ -321,6 +392,8 @@ class Store:
             conditions.append(Probe.token.in_(list(tokens)))
         if sites:
             conditions.append(Probe.site.in_(list(sites)))
+        if ids:
+            conditions.append(Probe.id.in_(list(ids)))
         if not conditions:
             return []
         return await self.probes_where(Probe.channel == channel, Probe.status.in_((SENDING, SENT)), or_(*conditions))
@@ -406,6 +479,55 @@ class Store:
         except ValueError as error:  # also an integer of more than 4300 digits
             raise InvalidCursor(f"stored cursor {name!r} is not valid JSON ({str(error)[:80]})") from None
         return Cursor(row.name, row.uidvalidity, row.last_uid, position)
+
+    # ---- fingerprints and mailbox messages
+
+    async def fingerprints_after(self, channel: str, after: int, *, closed_since: datetime | None = None,
+                                 limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        """(id, probe, hashes) of the probes of `channel` being sent or watched (or closed since `closed_since`),
+        with id above `after`, in id order."""
+        alive = Probe.status.in_((SENDING, SENT))
+        if closed_since is not None:
+            alive = or_(alive, and_(Probe.status == CLOSED, Probe.closed_at >= closed_since))
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(ProbeFingerprint.id, ProbeFingerprint.probe_id, ProbeFingerprint.hashes)
+                .join(Probe, Probe.id == ProbeFingerprint.probe_id)
+                .where(ProbeFingerprint.channel == channel, ProbeFingerprint.id > after, alive)
+                .order_by(ProbeFingerprint.id).limit(limit))
+            return [(row.id, row.probe_id, row.hashes) for row in rows]
+
+    async def messages(self, mailbox: str, *, bucket: str | None = None, decided: bool | None = None,
+                       before: int | None = None, limit: int = 100) -> list[StoredMessage]:
+        """A mailbox's messages, newest first (without the kept message), from below id `before`."""
+        query = (select(*_MESSAGE_LISTED, func.coalesce(func.length(MailboxMessageRow.raw), 0).label("kept_bytes"))
+                 .where(MailboxMessageRow.mailbox == mailbox).order_by(MailboxMessageRow.id.desc()).limit(limit))
+        if bucket is not None:
+            query = query.where(MailboxMessageRow.bucket == bucket)
+        if decided is not None:
+            query = query.where(MailboxMessageRow.decision.is_not(None) if decided
+                                else MailboxMessageRow.decision.is_(None))
+        if before is not None:
+            query = query.where(MailboxMessageRow.id < before)
+        async with self.read() as conn:
+            return [stored_message(row) for row in await conn.execute(query)]
+
+    async def message(self, mailbox: str, message_id: int) -> StoredMessage | None:
+        """One message of `mailbox`, with the kept raw message."""
+        async with self.read() as conn:
+            row = (await conn.execute(select(MailboxMessageRow).where(
+                MailboxMessageRow.id == message_id, MailboxMessageRow.mailbox == mailbox))).one_or_none()
+        return stored_message(row) if row is not None else None
+
+    async def awaiting_review(self) -> dict[tuple[str, str], tuple[int, datetime]]:
+        """(mailbox, held|quarantined) -> (messages no auditor decided yet, the oldest one's arrival)."""
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(MailboxMessageRow.mailbox, MailboxMessageRow.bucket, func.count(),
+                       func.min(MailboxMessageRow.received_at))
+                .where(MailboxMessageRow.bucket.in_(REVIEWED_BUCKETS), MailboxMessageRow.decision.is_(None))
+                .group_by(MailboxMessageRow.mailbox, MailboxMessageRow.bucket))
+            return {(m, b): (n, aware_utc(oldest)) for m, b, n, oldest in rows}
 
     # ---- chain
 

@@ -23,7 +23,8 @@ STATUS_STYLE: dict[str, tuple[str, str, str, str]] = {
     "non_compliant": ("st-bad", "#f7c6c1", "non-compliant", "✗"),
     "insufficient_data": ("st-na", "#e3e3e3", "insufficient data", "?"),
 }
-VERDICT_COLOUR = {"met": "#1e7b34", "missed": "#b3261e", "void": "#6b6b6b", "pending": "#8a6d00"}
+VERDICT_COLOUR = {"met": "#1e7b34", "missed": "#b3261e", "void": "#6b6b6b", "pending": "#8a6d00",
+                  "review": "#6a3d9a"}
 
 
 def esc(value: object) -> str:
@@ -113,10 +114,10 @@ def compliance_summary(c: Compliance) -> str:
     """One sentence with every figure of a cell: the tooltip and the screen-reader text."""
     if c.n == 0:
         return (f"{c.site}, {c.commitment}: {status_label(c.status)}, no decided probe "
-                f"({c.pending} pending, {c.void} void), target {fmt_target(c.target)}")
+                f"({c.pending} pending, {c.review} in review, {c.void} void), target {fmt_target(c.target)}")
     return (f"{c.site}, {c.commitment}: {status_label(c.status)}, {c.met} of {c.n} met ({fmt_ratio(c.ratio)}), "
             f"interval {fmt_ci(c.ci_low, c.ci_high)}, target {fmt_target(c.target)}, "
-            f"{c.pending} pending, {c.void} void, {fmt_needed(c.needed)}")
+            f"{c.pending} pending, {c.review} in review, {c.void} void, {fmt_needed(c.needed)}")
 
 
 def fmt_needed(needed: int | None) -> str:
@@ -132,8 +133,8 @@ def compliance_data_attrs(c: Compliance) -> str:
     """Exact figures as data attributes, so tests and scrapers need not parse the display text."""
     return attrs({"data-site": c.site, "data-commitment": c.commitment, "data-status": c.status,
                   "data-n": c.n, "data-met": c.met, "data-missed": c.missed, "data-pending": c.pending,
-                  "data-void": c.void, "data-ratio": _num(c.ratio), "data-ci-low": _num(c.ci_low),
-                  "data-ci-high": _num(c.ci_high), "data-target": _num(c.target),
+                  "data-review": c.review, "data-void": c.void, "data-ratio": _num(c.ratio),
+                  "data-ci-low": _num(c.ci_low), "data-ci-high": _num(c.ci_high), "data-target": _num(c.target),
                   "data-needed": "" if c.needed is None else c.needed})
 
 
@@ -141,7 +142,7 @@ def _num(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
-COMPLIANCE_HEADERS = ("site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "interval",
+COMPLIANCE_HEADERS = ("site", "commitment", "n", "met", "missed", "pending", "review", "void", "ratio", "interval",
                       "target", "status", "needed")
 
 
@@ -158,7 +159,7 @@ def compliance_table(rows: Iterable[Compliance], site_cell: Mapping[str, str] | 
 def _compliance_row(c: Compliance, site_html: str | None) -> str:
     cells = [
         f'<th scope="row">{site_html or esc(c.site)}</th>', tag("td", c.commitment),
-        *(f'<td class="num">{v}</td>' for v in (c.n, c.met, c.missed, c.pending, c.void)),
+        *(f'<td class="num">{v}</td>' for v in (c.n, c.met, c.missed, c.pending, c.review, c.void)),
         f'<td class="num">{esc(fmt_ratio(c.ratio))}</td>', f'<td class="num">{esc(fmt_ci(c.ci_low, c.ci_high))}</td>',
         f'<td class="num">{esc(fmt_target(c.target))}</td>', status_badge(c.status),
         f'<td class="num">{"–" if c.needed is None else c.needed}</td>',

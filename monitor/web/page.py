@@ -94,6 +94,8 @@ class StatusView:
     show_replies: bool = True
     unsure: tuple[int, Sequence[Unsure]] = (0, ())   # answers whose quality waits for an auditor
     error: str | None = None
+    # (mailbox, held|quarantined) -> (messages awaiting an auditor, arrival of the oldest)
+    review: Mapping[tuple[str, str], tuple[int, datetime]] = field(default_factory=dict)
     commitments: Sequence[str] = field(default_factory=tuple)
 
     @property
@@ -140,6 +142,7 @@ class Figures:
     overdue: dict[str, int]
     recent: list[ResultLine]
     unsure: tuple[int, Sequence[Unsure]]
+    review: Mapping[tuple[str, str], tuple[int, datetime]]  # (mailbox, bucket) -> count, oldest
 
 
 async def load_view(service: Any, days: int, page: int, show_replies: bool = True,
@@ -170,7 +173,8 @@ async def load_view(service: Any, days: int, page: int, show_replies: bool = Tru
     rows = figures.rows
     return StatusView(**{**base, "generated_at": figures.read_at}, cells={(c.site, c.commitment): c for c in rows},
                       totals=Counter(c.status for c in rows), open=figures.open, overdue=figures.overdue,
-                      recent=figures.recent, unsure=figures.unsure)
+                      recent=figures.recent, unsure=figures.unsure,
+                      review=figures.review)
 
 
 async def _read(service: Any, days: int) -> Figures:
@@ -181,7 +185,8 @@ async def _read_unbounded(service: Any, now: datetime, days: int) -> Figures:
     rows = await compliance_rows(service.store, service.config, now - timedelta(days=days), None)
     open_, overdue = await _open_and_overdue(service, now)
     recent = await recent_results(service.store, RECENT_LIMIT)
-    return Figures(now, rows, open_, overdue, recent, await awaiting_review(service.store, service.config))
+    unsure = await awaiting_review(service.store, service.config)
+    return Figures(now, rows, open_, overdue, recent, unsure, await service.store.awaiting_review())
 
 
 async def _open_and_overdue(service: Any, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
@@ -213,6 +218,7 @@ def render_status_page(view: StatusView) -> str:
         _matrix_section(view),
         _review_section(view),
         _recent_section(view),
+        _mailboxes_section(view),
         _health_section(view),
         _footer(view),
     ])
@@ -249,9 +255,10 @@ def _matrix_section(view: StatusView) -> str:
     caption = (f"Compliance per site and commitment, last {view.days} days — sites {first + 1}–"
                f"{first + len(view.sites)} of {view.total_sites}")
     return (f'<section id="compliance"><h2>Compliance by site</h2>'
-            '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures) and pending '
-            f"ones are left out. Hover a cell for the {view.config.compliance.confidence:.0%} Wilson interval and the "
-            "decided probes still needed to conclude.</p>"
+            '<p class="note">Ratio = met ÷ (met + missed); void probes (the monitor\'s own failures), pending '
+            "ones and those in review (waiting for an auditor) are left out. Hover a cell for the "
+            f"{view.config.compliance.confidence:.0%} Wilson interval and the decided probes still needed to "
+            "conclude.</p>"
             f'<div class="wide"><table class="matrix"><caption>{esc(caption)}</caption><thead><tr>'
             f'<th scope="col">site</th>{heads}<th scope="col">open</th><th scope="col">overdue</th></tr></thead>'
             f"\n<tbody>\n{rows}\n</tbody></table></div>{_pager(view)}</section>")
@@ -341,9 +348,32 @@ def _review_section(view: StatusView) -> str:
         + (f' — <a class="sheet" href="{esc(SHEET_PATH.format(id=u.probe_id))}">grading sheet</a>'
            if view.show_replies else "") + "</li>" for u in latest)
     return (f'<section id="review"><h2>Answers waiting for an auditor ({total})</h2>'
-            '<p class="note">The machine is unsure of a required quality criterion: the verdict stays pending '
+            '<p class="note">The machine is unsure of a required quality criterion: the verdict is <em>review</em> '
             "until an auditor decides (<code>POST /api/v1/probes/{id}/grade</code>; the list of all answers to "
             f"review is <code>GET /api/v1/grading?status=to_review</code>).</p><ul>{items}</ul></section>")
+
+
+def _mailboxes_section(view: StatusView) -> str:
+    """Messages of the mystery mailboxes that wait for an auditor (held: unauthenticated; quarantined: failed)."""
+    tz = view.config.timezone
+    rows = []
+    for name in view.config.mailboxes:
+        held, held_since = view.review.get((name, "held"), (0, None))
+        quarantined, q_since = view.review.get((name, "quarantined"), (0, None))
+        oldest = min((at for at in (held_since, q_since) if at is not None), default=None)
+        rows.append(f'<tr data-mailbox="{esc(name)}">{tag("th", name, scope="row")}'
+                    f'<td class="num held{" bad-text" if held else ""}">{held}</td>'
+                    f'<td class="num quarantined{" bad-text" if quarantined else ""}">{quarantined}</td>'
+                    f"{tag('td', fmt_local(oldest, tz) if oldest else '–')}</tr>")
+    if not rows:
+        return ""
+    return ('<section id="mailboxes"><h2>Messages awaiting an auditor</h2>'
+            '<p class="note">Held: it would answer a probe but its sender is not authenticated (the probe is '
+            "<em>review</em> until an auditor attaches or dismisses it). Quarantined: reading it failed; it is "
+            "kept. See <code>/api/v1/mailboxes/{name}/messages</code>.</p>"
+            '<table class="mailboxes"><thead><tr><th scope="col">mailbox</th><th scope="col">held</th>'
+            '<th scope="col">quarantined</th><th scope="col">oldest waiting since</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></section>")
 
 
 def _health_section(view: StatusView) -> str:

@@ -32,6 +32,7 @@ td.cell small { display: block; color: #333; }
          font-weight: 600; }
 .v-met { color: #1e7b34; } .v-missed { color: #b3261e; font-weight: 600; } .v-void { color: #555; }
 .v-pending { color: #8a6d00; }
+.v-review { color: #6a3d9a; }
 .subject, .sender, .reason { overflow-wrap: anywhere; }
 .hash { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85em; overflow-wrap: anywhere; }
 .ok-text { color: #1e7b34; font-weight: 600; } .bad-text { color: #b3261e; font-weight: 600; }

@@ -7,6 +7,6 @@
 
 from monitor.kinds import ProbeKind
 from probes.email.background import observed_until, watch_mailboxes
-from probes.email.probe import reconcile, run
+from probes.email.probe import reconcile, run, sample
 
-KIND = ProbeKind("email", run, reconcile, background=watch_mailboxes, observed_until=observed_until)
+KIND = ProbeKind("email", run, reconcile, background=watch_mailboxes, observed_until=observed_until, sample=sample)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from monitor.kinds import KindHost, Work
 from monitor.store.records import ProbeRecord
 from probes.email.pipeline import ReplyPipeline
+from probes.email.probe import mailbox_of
 from probes.email.watcher import StatusCallback, make_watcher
 
 COMPONENT = "mailbox"
@@ -48,10 +49,10 @@ def _watch(name: str) -> Work:
 
 def observed_until(probe: ProbeRecord, now: datetime, host: KindHost) -> datetime:
     """Email answers are known up to now only while the probe's mailbox is being watched."""
-    name, _ = host.config.mailbox_for(host.config.site(probe.site))
+    name, _ = mailbox_of(probe, host.config)
     status = host.status_of(COMPONENT, name)
     if status is None:  # its watcher has not read it yet since we started
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
     return now if status.up else min(now, status.since)
 
 

@@ -2,13 +2,23 @@
 
 A template (config/templates/*.yaml) gives several subjects, a body and
 lists of choices; `compose` picks one of each at random, fills the site and
-the persona (the mailbox's display name) in, and appends the reference token
-to the subject (« … (Réf. QP-7K2M9) ») so that a reply can be matched even
-when it drops the threading headers.
+the persona (the mailbox's display name and signature) in.  The reference
+token is shown only when the mailbox asks for it (`token: subject` appends
+« (Réf. QP-7K2M9) » to the subject, `token: body` a last line): answers are
+matched by their threading headers and by the text of ours they quote
+(`shingles.fingerprint` of the body is kept with the probe), so by default
+nothing marks the message as a probe.
 
-On purpose there is no `Auto-Submitted`, `Precedence` or list header: any of
-them would make the museum's auto-responder stay silent, and `email.ack`
-measures exactly that auto-acknowledgement.
+The headers are those of the persona's mail client: `From`, `To`,
+`Subject`, `Date` (Paris time), a `Message-ID` on the sending domain in the
+client's style, `MIME-Version`, `Content-Language`, the client's
+`User-Agent` or `X-Mailer`.  On purpose there is no `Auto-Submitted`,
+`Precedence`, list, bulk or tracking header: any of them would make the
+museum's auto-responder stay silent (and `email.ack` measures exactly that
+auto-acknowledgement), or tell the desk the message is not a person's.
+
+`compose_for` draws everything from a random generator seeded by the probe's
+id, so `qualimon probes sample` shows exactly what a planned probe will say.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import random
 import re
 import string
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -28,6 +39,7 @@ import yaml
 
 from monitor.config.models import Config, Mailbox, Site
 from probes.email.quality import Needs, parse_needs
+from probes.email.shingles import fingerprint
 
 DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
@@ -92,7 +104,7 @@ def load_template(path: Path) -> Template:
 
 
 def _check_placeholders(path: Path, template: Template) -> None:
-    known = set(COMMON) | set(template.choices) | {"site_name", "signature", "day", "last_day", "month"}
+    known = set(COMMON) | set(template.choices) | {"site_name", "signature", "name", "day", "last_day", "month"}
     for text in (*template.subjects, template.body):
         for _, field, _, _ in string.Formatter().parse(text):
             if field and field not in known:
@@ -104,13 +116,23 @@ class Composed:
     message: EmailMessage
     template: str
     subject: str
+    body: str
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Hashes of the body's word shingles, kept with the probe to recognise a reply that quotes it."""
+        return fingerprint(self.body)
 
 
 def compose(template: Template, *, site: Site, mailbox: Mailbox, token: str, message_id: str,
             now: datetime, rng: random.Random, reply_to: str | None = None) -> Composed:
     values = _values(template, site, mailbox, now, rng)
-    subject = f"{rng.choice(template.subjects).format(**values)} (Réf. {token})"
+    subject = rng.choice(template.subjects).format(**values)
     body = _tidy(template.body.format(**values))
+    if mailbox.token == "subject":
+        subject = f"{subject} (Réf. {token})"
+    elif mailbox.token == "body":
+        body = f"{body}\nRéf. {token}\n"
     message = EmailMessage()
     message["From"] = _address(mailbox.display_name, mailbox.email)
     message["To"] = site.email.address if site.email else ""
@@ -119,8 +141,27 @@ def compose(template: Template, *, site: Site, mailbox: Mailbox, token: str, mes
     message["Subject"] = subject
     message["Date"] = format_datetime(now.astimezone(PARIS))
     message["Message-ID"] = message_id
+    if mailbox.client.header != "none":
+        message[mailbox.client.header] = mailbox.client.value
     message.set_content(body, charset="utf-8")
-    return Composed(message, template.name, subject)
+    message["Content-Language"] = "fr"  # after set_content, which replaces every Content-* header
+    return Composed(message, template.name, subject, body)
+
+
+def new_message_id(mailbox: Mailbox, rng: random.Random) -> str:
+    """A Message-ID on the sending domain, shaped like a mail client's (a UUID), not like a bulk mailer's."""
+    return f"<{uuid.UUID(int=rng.getrandbits(128), version=4)}@{mailbox.domain}>"
+
+
+def persona_choice(config: Config, site: Site, rng: random.Random) -> str:
+    """The mailbox (persona) that writes this probe: drawn by the weights of the site's rotation."""
+    weights = config.mailbox_weights(site)
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def seeded(probe_id: str) -> random.Random:
+    """The generator every choice of one probe is drawn from: the same probe always reads the same."""
+    return random.Random(f"qualimon-probe:{probe_id}")
 
 
 def _values(template: Template, site: Site, mailbox: Mailbox, now: datetime,
@@ -130,7 +171,8 @@ def _values(template: Template, site: Site, mailbox: Mailbox, now: datetime,
     values |= {key: rng.choice(options) for key, options in template.choices.items()}
     values |= {
         "site_name": site.name,
-        "signature": mailbox.display_name or mailbox.email.split("@")[0],
+        "signature": (mailbox.signature or mailbox.display_name or mailbox.email.split("@")[0]).strip(),
+        "name": mailbox.display_name or mailbox.email.split("@")[0],
         "day": _day(local + timedelta(days=rng.randint(5, 20))),
         "last_day": _day(local - timedelta(days=rng.randint(2, 6)), past=True),
         "month": MONTHS[(local.month + rng.randint(0, 1)) % 12],

@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.clock import Clock, SystemClock
-from monitor.store.records import Cursor
 from monitor.kinds import CursorStore
+from monitor.store.records import Cursor
 from probes.email.watcher import (
     Backoff,
     CursorKeeper,

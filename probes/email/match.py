@@ -1,22 +1,33 @@
 """Match a mailbox message to the mystery email (probe) that caused it.
 
 Pure code, no I/O.  The watcher passes the probes that may still receive an
-answer; `match_message` tries, from the strongest evidence to the weakest:
+answer, and the probes whose words the message quotes (`QuoteHit`s from the
+shingle index); `match_message` tries, from the strongest evidence to the
+weakest:
 
 1. `message_id`    In-Reply-To / References name the probe's Message-ID (also
                    the original embedded in a bounce or named by a read receipt);
-2. `token`         the probe's reference token (`QP-7K2M9`) is in the subject or
+2. `quoted_text`   the message quotes the probe's body (see `shingles.py`): a
+                   new subject, a colleague's answer, a forward, a ticketing
+                   system, a top-posted mobile reply.  The probe quoted best
+                   wins; when it is no longer open (the message quotes an
+                   older probe), this method finds nothing rather than give
+                   the answer to another probe with a similar text;
+3. `token`         the probe's reference token (`QP-7K2M9`) is in the subject or
                    body, also when quoted, re-encoded or cut by a soft break —
                    this is how a reply from a colleague's address still matches;
-3. `plus_address`  the message was sent to `jeanne.martin+qp-7k2m9@…`;
-4. `correspondent` the message comes from the site's address with the probe's
+4. `plus_address`  the message was sent to `jeanne.martin+qp-7k2m9@…`;
+5. `correspondent` the message comes from the site's address with the probe's
                    subject (prefixes like RE:/TR:/Réponse automatique: removed),
                    inside the probe's watch window; for a bounce, the failed
                    recipient is the site's address.
 
 Success means: every answer is attached to the right probe with the method
 recorded, and a message that carries none of this evidence (a newsletter,
-spam, a personal message) matches nothing, so it is `unrelated`.
+spam, a personal message) matches nothing, so it is `unrelated`.  All methods
+but `correspondent` carry something only the probe's recipient had (`STRONG`);
+anyone can write from a site's address, so a correspondent match counts only
+when the sender is authenticated (decided by `buckets.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from typing import Literal
 
 from probes.email.classify import Classification, classify
 from probes.email.message import ParsedMessage, fold, normalize_message_id
+from probes.email.shingles import TIE, QuoteHit
 from probes.email.token import (
     canonical_token,
     find_tokens,
@@ -37,11 +49,14 @@ from probes.email.token import (
 )
 
 ProbeId = int | str
-Method = Literal["message_id", "token", "plus_address", "correspondent"]
+Method = Literal["message_id", "quoted_text", "token", "plus_address", "correspondent"]
+#: Evidence a forger does not have: our Message-ID, our words, our token, our plus-address.
+STRONG: frozenset[str] = frozenset({"message_id", "quoted_text", "token", "plus_address"})
 
 # The Date header is written by the site's clock: an auto-reply sent within
 # seconds by a server a little behind ours must still fall inside the window.
 DATE_HEADER_SKEW = timedelta(minutes=10)
+INTERNALDATE_PRECISION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -69,19 +84,22 @@ class Match:
 
 
 def match_message(
-    msg: ParsedMessage, candidates: Sequence[ProbeRef], received_at: datetime | None = None
+    msg: ParsedMessage, candidates: Sequence[ProbeRef], received_at: datetime | None = None,
+    quotes: Sequence[QuoteHit] = (),
 ) -> Match | None:
     """The probe this message answers, or None when it is unrelated.
 
     `received_at` (the mailbox's arrival time, IMAP INTERNALDATE) is preferred
     to the Date header for the correspondent window; without either, the
-    correspondent rule is not applied.
+    correspondent rule is not applied.  `quotes`: the probes whose body the
+    message quotes, best first (`ShingleIndex.search`), open or not.
     """
     if not candidates or _is_a_probe_itself(msg, candidates):
         return None
     classification = classify(msg)
     return (
         _by_message_id(msg, candidates, classification)
+        or _by_quoted_text(candidates, quotes)
         or _by_token(msg, candidates)
         or _by_plus_address(msg, candidates)
         or _by_correspondent(msg, candidates, classification, _instant(msg, received_at))
@@ -126,6 +144,20 @@ def _referenced_ids(msg: ParsedMessage) -> Iterable[str]:
     if msg.original is not None:
         yield msg.original.message_id
         yield from msg.original.in_reply_to
+
+
+# --------------------------------------------------------------------------- quoted text
+
+
+def _by_quoted_text(candidates: Sequence[ProbeRef], quotes: Sequence[QuoteHit]) -> Match | None:
+    """The probe quoted most specifically; among those quoted about as well, an open one, the most recent."""
+    quoted = [hit for hit in quotes if hit.quoted]
+    if not quoted:
+        return None
+    best = max(hit.weight for hit in quoted)
+    top = {str(hit.probe_id) for hit in quoted if hit.weight >= best * (1 - TIE)}
+    open_ = [probe for probe in candidates if str(probe.probe_id) in top]
+    return Match(_latest(open_).probe_id, "quoted_text") if open_ else None
 
 
 # --------------------------------------------------------------------------- token
@@ -193,7 +225,8 @@ class _Instant:
 
 def _instant(msg: ParsedMessage, received_at: datetime | None) -> _Instant | None:
     if received_at is not None and received_at.tzinfo is not None:
-        return _Instant(received_at, timedelta(0))
+        # IMAP INTERNALDATE has whole seconds: an answer in the second the probe left reads a little earlier.
+        return _Instant(received_at, INTERNALDATE_PRECISION)
     if msg.date is not None and msg.date.tzinfo is not None:
         return _Instant(msg.date, DATE_HEADER_SKEW)
     return None

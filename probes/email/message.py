@@ -10,6 +10,12 @@ embedded original message.
 Success means: any input at all — hostile, broken, truncated, in any charset
 — gives a `ParsedMessage` and never an exception; what cannot be read is left
 empty.  Header and body text is only ever decoded, never evaluated.
+
+Identifiers (Message-IDs, References, addr-specs) are kept losslessly
+(`lossless`): raw UTF-8 (legal since RFC 6532) is decoded, and bytes that are
+no UTF-8 are written `\\xNN` (a backslash doubled), so every value is valid
+text that can be stored, hashed into the event chain and compared, and the
+original bytes can be read back from it (`original_bytes`).
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class AutoHeaders:
     list_unsubscribe: str = ""
     return_path: str = ""
     x_failed_recipients: str = ""
+    spam_flag: str = ""  # X-Spam-Flag (SpamAssassin), else the start of X-Spam-Status
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,47 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
         return data.decode(_UNDECLARED_FALLBACK, "replace")
 
 
+def lossless(text: str) -> str:
+    """Header bytes (as the parser hands them: surrogate-escaped) as valid text, without losing any byte.
+
+    Valid UTF-8 is decoded; a byte that is no UTF-8, and a control character (NUL, which databases
+    refuse, included), is written `\\xNN`; a backslash is doubled.  `original_bytes` reverses it."""
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text
+    data = _raw_to_bytes(text)
+    out: list[str] = []
+    while data:
+        try:
+            out.append(_escaped(data.decode("utf-8")))
+            break
+        except UnicodeDecodeError as exc:
+            out.append(_escaped(data[:exc.start].decode("utf-8")))
+            out.extend(f"\\x{byte:02x}" for byte in data[exc.start:exc.end])
+            data = data[exc.end:]
+    return "".join(out)
+
+
+def _escaped(text: str) -> str:
+    return "".join("\\\\" if c == "\\" else f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+                   for c in text)
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def original_bytes(text: str) -> bytes:
+    """The bytes `lossless` was given, read back from its text."""
+    parts: list[bytes] = []
+    position = 0
+    for match in _ESCAPE.finditer(text):
+        parts.append(text[position:match.start()].encode("utf-8"))
+        token = match.group(1)
+        parts.append(b"\\" if token == "\\" else bytes([int(token[1:], 16)]))
+        position = match.end()
+    parts.append(text[position:].encode("utf-8"))
+    return b"".join(parts)
+
+
 def _raw_to_bytes(text: str) -> bytes:
     # The parser read the bytes as ASCII with surrogateescape; this gives the bytes back.
     return text.encode("utf-8", "surrogateescape")
@@ -378,7 +426,7 @@ def _addresses(values: list[str]) -> list[tuple[str, str]]:
         return []
     result = []
     for name, addr in pairs:
-        address = _decode_raw(addr).strip().strip("<>").lower()
+        address = lossless(addr).strip().strip("<>").lower()
         result.append((_one_line(decode_header_value(name)), address))
     return result
 
@@ -394,11 +442,11 @@ def normalize_message_id(value: str) -> str:
 def _message_ids(value: str) -> tuple[str, ...]:
     found = _MESSAGE_ID.findall(value)
     if found:
-        return tuple(found)
+        return tuple(lossless(found_id) for found_id in found)
     # Some broken clients omit the brackets; a single bare id is still usable.
     bare = value.strip()
     if bare and "@" in bare and not any(c.isspace() for c in bare):
-        return (bare,)
+        return (lossless(bare),)
     return ()
 
 
@@ -430,6 +478,7 @@ def _auto_headers(headers: _Headers) -> AutoHeaders:
         list_unsubscribe=text("list-unsubscribe"),
         return_path=text("return-path"),
         x_failed_recipients=text("x-failed-recipients"),
+        spam_flag=text("x-spam-flag") or text("x-spam-status")[:8],
     )
 
 

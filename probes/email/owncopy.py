@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.config.models import Mailbox
@@ -52,7 +52,7 @@ def find_in_maildir(root: Path, message_id: str) -> FoundMessage | None:
                 if wanted.encode() not in head.lower() and wanted.encode() not in head:
                     continue
                 if normalize_message_id(parse_message(head).message_id) == wanted:
-                    received = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+                    received = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
                     return FoundMessage(received, Path(entry.path).read_bytes())
             except FileNotFoundError:  # a mail client moved it from new/ to cur/ meanwhile
                 continue

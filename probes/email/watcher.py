@@ -68,6 +68,18 @@ class FetchedMessage:
     raw: bytes
     received_at: datetime      # aware, UTC
     truncated: bool
+    uidvalidity: int | None = None   # IMAP: the folder's, so that the UID can be fetched again safely
+    # Reads the whole message again where it is (keep: bytes to keep) on the watcher's own connection:
+    # (kept bytes, whole size, SHA-256), None when it is gone.  None: read it some other way.
+    reread: Callable[[int], Awaitable[tuple[bytes, int, str] | None]] | None = field(
+        default=None, compare=False, repr=False)
+
+    @property
+    def location(self) -> str:
+        """Where the message is in its mailbox: `imap:<uidvalidity>:<uid>` or `maildir:<file key>`."""
+        if self.uidvalidity is not None:
+            return f"imap:{self.uidvalidity}:{self.uid}"
+        return f"maildir:{self.uid}" if isinstance(self.uid, str) else f"uid:{self.uid}"
 
 
 Handler = Callable[[FetchedMessage], Awaitable[object]]   # whatever it returns is ignored

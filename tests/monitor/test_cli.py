@@ -206,3 +206,60 @@ def test_probe_through_a_dead_trunk_prints_the_id_and_says_void(paris_copy: Path
     code, out, err = run_cli("probe", "-c", str(paris_copy), "--site", "petit-palais", "--channel", "phone",
                              capsys=capsys)
     assert code == 1 and len(out.strip()) == 26 and "void: sip_failed" in err
+
+
+ROTATION = """
+database: sqlite+aiosqlite:///{db}
+calendars: {{offices: {{}}}}
+commitments:
+  email.reply: {{channel: email, within: {{working_days: 5}}}}
+mailboxes:
+  jeanne: {{address: "Jeanne Martin <jeanne.martin@probes.example.net>", maildir: /tmp/unused}}
+  paul:
+    address: "Paul Durand <paul.durand@probes.example.net>"
+    maildir: /tmp/unused
+    signature: "Paul Durand\\n06 99 00 12 34"
+    client: {{header: X-Mailer, value: "Apple Mail (2.3774.500.171.1.1)"}}
+sites:
+  - {{id: mvh, name: Maison de Victor Hugo, calendar: offices,
+      email: {{address: contact.mvh@example.org, per_month: 0, mailboxes: {{jeanne: 1, paul: 1}}}}}}
+"""
+
+
+def test_probes_sample_prints_what_the_next_probes_will_say_as_they_will_say_it(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "rotation.yaml"
+    path.write_text(ROTATION.format(db=tmp_path / "q.db"), encoding="utf-8")
+    assert run_cli("db", "upgrade", "-c", str(path), capsys=capsys)[0] == 0
+    planned = asyncio.run(_plan_one(path))
+    code, out, _ = run_cli("probes", "sample", "-c", str(path), "--site", "mvh", "-n", "6", capsys=capsys)
+    samples = out.split("=== ")[1:]
+    assert code == 0 and len(samples) == 6 and samples[0].startswith(f"probe {planned}")
+    assert all("To: contact.mvh@example.org" in s and "Maison de Victor Hugo" in s for s in samples)
+    assert all("Réf." not in s and "QP-" not in s for s in samples)  # token: off
+    personas = {s.split("mailbox ")[1].split("]")[0] for s in samples}
+    assert personas <= {"jeanne", "paul"}
+    assert all(("X-Mailer: Apple Mail" in s and "06 99 00 12 34" in s) or "User-Agent:" in s for s in samples)
+    again = run_cli("probes", "sample", "-c", str(path), "--site", "mvh", "-n", "1", capsys=capsys)[1]
+    assert summary_of(again.split("=== ")[1]) == summary_of(samples[0])  # the same probe always reads the same
+
+
+def summary_of(sample: str) -> list[str]:
+    return [line for line in sample.splitlines() if line.startswith(("[template", "Subject:", "From:"))]
+
+
+def test_probes_sample_names_an_unknown_site(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "rotation.yaml"
+    path.write_text(ROTATION.format(db=tmp_path / "q.db"), encoding="utf-8")
+    code, _, err = run_cli("probes", "sample", "-c", str(path), "--site", "nowhere", capsys=capsys)
+    assert code == 2 and "nowhere" in err
+
+
+async def _plan_one(config_path: Path) -> str:
+    config = load_config(config_path)
+    store = Store.open(config.database)
+    probe = NewProbe(site="mvh", channel="email", planned_at=datetime.now(timezone.utc) + timedelta(days=2),
+                     purpose="standard")
+    async with store.write() as tx:
+        await tx.insert_probes([probe], probe.planned_at)
+    await store.close()
+    return probe.id

@@ -62,5 +62,5 @@ def test_enough_samples_decide_even_when_the_interval_straddles() -> None:
 
 def test_the_public_row_has_the_design_fields() -> None:
     row = compliance("petit-palais", "email.reply", {"met": 1}, 0.9, 10).public()
-    assert list(row) == ["site", "commitment", "n", "met", "missed", "pending", "void", "ratio", "ci_low",
+    assert list(row) == ["site", "commitment", "n", "met", "missed", "pending", "review", "void", "ratio", "ci_low",
                          "ci_high", "target", "status", "needed"]

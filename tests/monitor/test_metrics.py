@@ -55,6 +55,10 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_calls": ("counter", {"site", "source", "outcome"}),
     "qualimon_mailbox_up": ("gauge", {"mailbox"}),
     "qualimon_mailbox_last_success_timestamp_seconds": ("gauge", {"mailbox"}),
+    "qualimon_mailbox_messages": ("counter", {"mailbox", "bucket"}),
+    "qualimon_mailbox_awaiting_review": ("gauge", {"mailbox", "bucket"}),
+    "qualimon_mailbox_oldest_awaiting_review_timestamp_seconds": ("gauge", {"mailbox"}),
+    "qualimon_verdicts_in_review": ("gauge", {"commitment"}),
     "qualimon_calllog_last_ingest_timestamp_seconds": ("gauge", {"source"}),
     "qualimon_calllog_rows_rejected": ("counter", {"source", "reason"}),
     "qualimon_last_probe_sent_timestamp_seconds": ("gauge", {"site", "channel"}),
@@ -238,6 +242,7 @@ def drive_every_writer(metrics: Metrics) -> None:
     metrics.verdict("site-00", "email.reply", "missed", delay_seconds=7 * 86400.0, business_delay_seconds=5 * 86400.0)
     metrics.call("site-01", "calllog", "answered", ring_seconds=12.0)
     metrics.mailbox_status("mystery", up=True, at=T0)
+    metrics.mailbox_message("mystery", "held")
     metrics.calllog_ingested("asterisk-main", T0)
     metrics.calllog_rejected("operator-csv", "row 12 for contact@example.org", count=3)
 
@@ -256,6 +261,7 @@ def test_label_values_are_only_config_names_and_enums(metrics, registry, config)
         "window": {"30d", "90d"},
         "reason": {*SEND_FAILURE_REASONS, *CALLLOG_REJECT_REASONS},
         "version": {monitor.__version__},
+        "bucket": {"matched", "unrelated", "held", "quarantined"},
     }
     for family in families(registry).values():
         for sample in family.samples:

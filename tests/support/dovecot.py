@@ -230,6 +230,15 @@ class DovecotServer:
             with contextlib.suppress(Exception):
                 connection.logout()
 
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        """Every UID in the folder (read-only): what a test counts the watcher's work against."""
+        with self.client() as connection:
+            connection.select(_quote(folder).decode(), readonly=True)
+            status, data = connection.uid("search", None, "ALL")
+        if status != "OK":
+            raise RuntimeError(f"SEARCH refused: {data!r}")
+        return [int(uid) for uid in data[0].split()]
+
     def append(self, raw: bytes, folder: str = "INBOX", *, when: datetime | None = None) -> int:
         """IMAP APPEND; returns the new message's UID."""
         with self.client() as connection:

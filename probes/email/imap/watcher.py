@@ -43,8 +43,8 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -52,8 +52,9 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import ImapConfig
-from monitor.store.records import Cursor
 from monitor.kinds import CursorStore
+from monitor.store.records import Cursor
+from probes.email.imap.lookup import read_whole
 from probes.email.imap.parse import FolderState, ImapFailure, to_message
 from probes.email.imap.session import FETCH_ITEMS, FULL_ITEMS, ImapSession
 from probes.email.watcher import (
@@ -74,6 +75,14 @@ log = logging.getLogger(__name__)
 BODY_PREFIX = 16_384
 BATCH_SIZE = 200
 IDLE_RENEW_SECONDS = 25 * 60.0    # RFC 2177: servers may drop an IDLE after 30 min
+
+
+def _rereader(session: ImapSession, uid: int) -> Callable[[int], Awaitable[tuple[bytes, int, str] | None]]:
+    """Reads message `uid` whole on the watcher's own connection (no new login per answer)."""
+    async def reread(keep: int) -> tuple[bytes, int, str] | None:
+        return await read_whole(session, uid, keep)
+
+    return reread
 
 
 def chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -194,7 +203,7 @@ class ImapWatcher:
             uids = await session.uids_after(position.last_uid)
         for batch in chunks(uids, self.batch_size):
             fetched = await session.fetch(batch, self.items)
-            for message in self._messages(fetched):
+            for message in self._messages(fetched, session):
                 await deliver(handle, message, self.retry, self.stats)
                 position.last_uid = max(position.last_uid, int(message.uid))
             # Expunged between SEARCH and FETCH: nothing to deliver, but no reason to search them again.
@@ -205,9 +214,11 @@ class ImapWatcher:
             position.last_uid, position.since = max(position.last_uid, position.floor), None
             await self._keeper.save(self._cursor())
 
-    def _messages(self, fetched: list[dict[str, Any]]) -> list[FetchedMessage]:
+    def _messages(self, fetched: list[dict[str, Any]], session: ImapSession | None = None) -> list[FetchedMessage]:
         now = self.clock.now()
-        messages = [m for m in (to_message(self.name, items, now) for items in fetched) if m is not None]
+        validity = self._position.uidvalidity if self._position is not None else None
+        messages = [replace(m, uidvalidity=validity, reread=_rereader(session, int(m.uid)) if session else None)
+                    for m in (to_message(self.name, items, now) for items in fetched) if m is not None]
         return sorted(messages, key=lambda m: int(m.uid))
 
     def _cursor(self) -> Cursor:

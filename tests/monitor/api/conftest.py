@@ -3,6 +3,8 @@ fake probe kinds on a fake clock, and the app exactly as `monitor.http.make_app`
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from monitor.health import Health
 from monitor.http import make_app
 from monitor.kinds import ProbeKind, ProbeOutcome, Response
 from monitor.runner import Runner
-from monitor.store.records import EvidenceItem
+from monitor.store.records import EvidenceItem, MailboxMessage
 from monitor.store.store import Store
 from tests.conftest import config_from
 from tests.support import probing
@@ -208,3 +210,24 @@ async def history(service: ApiService, clock: FakeClock) -> dict[str, str]:
     await runner.record_response(email, Response("auto_reply", clock.now()))
     planned = await plan(store, clock.now() + timedelta(days=3), site="maison-victor-hugo")
     return {"email": email, "call": call, "planned": planned}
+
+
+async def held_message(service: ApiService, probe_id: str, *, bucket: str = "held") -> int:
+    """A message of the mailbox `mystery`, held for `probe_id` (or in another bucket, of no probe); its id."""
+    number = next(_MESSAGES)
+    raw = f"From: contact.pp@example.org\r\nSubject: Re: visite {number}\r\n\r\nBonjour.\r\n".encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    at = service.clock.now()
+    probe = probe_id if bucket == "held" else None
+    message = MailboxMessage("mystery", "email", digest, f"imap:1:{number}", bucket, "sender not authenticated", at,
+                             {"from": "contact.pp@example.org", "subject": f"Re: visite {number}"}, probe,
+                             "correspondent" if probe else None, {"result": "none", "method": None, "domain": None},
+                             "human_reply", True, None, raw, len(raw), digest)
+    response = Response("human_reply", at, {"method": "correspondent"}, counts=True,
+                        held="sender not authenticated") if probe else None
+    await service.runner.record_message(message, response)
+    rows = await service.store.messages("mystery", limit=1)
+    return rows[0].id
+
+
+_MESSAGES = itertools.count(1)

@@ -17,6 +17,7 @@ from tests.monitor.api.conftest import (
     api_config,
     build_app,
     build_service,
+    held_message,
 )
 
 REGRADE = {"action": "override", "verdict": "void", "reason": "the museum was closed for works"}
@@ -35,6 +36,10 @@ ENDPOINTS = [
     ("POST", "/api/v1/probes/{email}/regrade", "auditor"),
     ("POST", "/api/v1/probes/{email}/grade", "auditor"),
     ("GET", "/api/v1/grading", "auditor"),
+    ("GET", "/api/v1/mailboxes/mystery/messages", "auditor"),
+    ("GET", "/api/v1/mailboxes/mystery/messages/{message}/raw", "auditor"),
+    ("POST", "/api/v1/mailboxes/mystery/messages/{message}/attach", "auditor"),
+    ("POST", "/api/v1/mailboxes/mystery/messages/{message}/dismiss", "auditor"),
 ]
 GRADE = {"greeting": "met"}
 # What an allowed role gets when it is not 200: this config has no quality commitment, so past the role
@@ -45,15 +50,19 @@ RANK = {"viewer": 1, "auditor": 2, "admin": 3}
 
 async def call(api: Api, method: str, path: str, history: dict[str, str], headers: dict[str, str]):
     evidence = (await api.json(f"/api/v1/probes/{history['email']}/evidence"))[0]["id"]
-    url = path.format(email=history["email"], evidence=evidence)
+    message = await held_message(api.service, history["email"])  # a fresh one: each is decided once
+    url = path.format(email=history["email"], evidence=evidence, message=message)
+    if method == "POST" and "/messages/" in path:
+        body = {"reason": "read by the auditor"} | ({"probe": history["email"]} if path.endswith("attach") else {})
+        return await api.client.post(url, json=body, headers=headers)
     if method == "POST":
         return await api.client.post(url, json=GRADE if path.endswith("/grade") else REGRADE, headers=headers)
     return await api.client.get(url, headers=headers)
 
 
 def test_every_route_is_in_the_access_matrix() -> None:
-    covered = {(m, p.split("?")[0].replace("{email}", "{id}").replace("{evidence}", "{evidence_id}"))
-               for m, p, _ in ENDPOINTS}
+    covered = {(m, p.split("?")[0].replace("{email}", "{id}").replace("{evidence}", "{evidence_id}")
+                .replace("mystery", "{name}").replace("{message}", "{message_id}")) for m, p, _ in ENDPOINTS}
     protected = {(r.method, "/api/v1" + r.path) for r in ROUTES if r.role is not None}
     assert covered == protected
 

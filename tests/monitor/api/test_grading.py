@@ -99,10 +99,10 @@ async def test_confirming_every_criterion_moves_the_answer_out_of_review(api: Ap
     assert (await api.json("/api/v1/grading", "auditor"))["items"] == []
 
 
-async def test_an_uncertain_required_criterion_leaves_the_verdict_pending_until_an_auditor_decides(api: Api) -> None:
+async def test_an_uncertain_required_criterion_puts_the_verdict_in_review_until_an_auditor_decides(api: Api) -> None:
     probe_id = await answered(api, "Bonjour,\n\nOui.\n\nCordialement,\nKsenia Vasquez\nAccueil\n01 99 00 12 34\n"
                                    "Le musée est ouvert de 10 h à 18 h.")
-    assert await quality_verdict(api, probe_id) == ("pending", "to review: signed")
+    assert await quality_verdict(api, probe_id) == ("review", "to review: signed")
     [item] = (await api.json("/api/v1/grading", "auditor"))["items"]
     assert item["uncertain"] == ["signed"]
 

@@ -74,9 +74,9 @@ def compliance_table_rows(node: Node) -> list[dict[str, str]]:
 def as_shown(row: Compliance) -> dict[str, str]:
     """A compliance row as the report's table must print it."""
     return {"commitment": row.commitment, "n": str(row.n), "met": str(row.met), "missed": str(row.missed),
-            "pending": str(row.pending), "void": str(row.void), "ratio": fmt_ratio(row.ratio),
-            "interval": fmt_ci(row.ci_low, row.ci_high), "target": fmt_target(row.target),
-            "status": f"{status_symbol(row.status)} {status_label(row.status)}",
+            "pending": str(row.pending), "review": str(row.review), "void": str(row.void),
+            "ratio": fmt_ratio(row.ratio), "interval": fmt_ci(row.ci_low, row.ci_high),
+            "target": fmt_target(row.target), "status": f"{status_symbol(row.status)} {status_label(row.status)}",
             "needed": "–" if row.needed is None else str(row.needed)}
 
 

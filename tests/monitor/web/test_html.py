@@ -69,13 +69,14 @@ def test_ratios_and_intervals_have_one_decimal_and_a_dash_when_unknown() -> None
 
 
 def test_the_compliance_table_shows_every_field_and_escapes_site_html() -> None:
-    row = compliance("petit-palais", "email.reply", {"met": 9, "missed": 1, "pending": 2, "void": 3}, 0.9, 10)
+    row = compliance("petit-palais", "email.reply", {"met": 9, "missed": 1, "pending": 2, "void": 3, "review": 1},
+                     0.9, 10)
     html = compliance_table([row], {"petit-palais": esc("<b>Petit Palais</b>")}, caption="Q3 <2026>")
     table = parse_dom(html).find("table")
     assert table is not None and "<b>" not in html and "Q3 &lt;2026&gt;" in html
     assert table_rows(table) == [{
         "site": "<b>Petit Palais</b>", "commitment": "email.reply", "n": "10", "met": "9", "missed": "1",
-        "pending": "2", "void": "3", "ratio": "90.0%", "interval": fmt_ci(row.ci_low, row.ci_high),
+        "pending": "2", "review": "1", "void": "3", "ratio": "90.0%", "interval": fmt_ci(row.ci_low, row.ci_high),
         "target": "90%", "status": "✓ compliant", "needed": "43"}]
     tr = table.find("tr", data_site="petit-palais")
     assert tr is not None and float(tr.attrs["data-ratio"]) == row.ratio and tr.attrs["data-status"] == "compliant"

@@ -85,7 +85,7 @@ async def test_each_cell_says_its_interval_on_hover_and_to_screen_readers(aiohtt
     _, _, html = await get_page(aiohttp_client, service_for(paris_config, history_store, history.now))
     td = cells(parse_dom(html))[(COMPLIANT_SITE, "phone.answer")]
     assert td.attrs["title"] == ("petit-palais, phone.answer: compliant, 12 of 12 met (100.0%), "
-                                 "interval 75.8–100.0%, target 85%, 0 pending, 0 void, "
+                                 "interval 75.8–100.0%, target 85%, 0 pending, 0 in review, 0 void, "
                                  "10 more decided probes to conclude")
     assert td.find("span", class_="sr").text() == td.attrs["title"]
     assert "st-ok" in td.attrs["class"]

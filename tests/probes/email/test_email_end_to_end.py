@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -142,14 +142,15 @@ PENDING = {"email.ack": ("pending", None), "email.reply": ("pending", None)}
 
 
 def colleague_reply(probe: EmailMessage) -> EmailMessage:
-    """Forwarded internally, answered by someone else from another address, token quoted in the body."""
+    """Forwarded internally, answered by someone else from another address with a new subject, quoting our text."""
     answer = EmailMessage()
     answer["From"] = "Service des publics <publics.mvh@example.org>"
     answer["To"] = probe["From"]
     answer["Subject"] = "Votre demande"
     answer["Date"] = format_datetime(datetime.now(timezone.utc))
     answer["Message-ID"] = make_msgid(domain="example.org")
-    answer.set_content(f"Bonjour,\n\nMa collègue m'a transmis votre message.\n\n> {probe['Subject']}\n")
+    quoted = "\n".join(f"> {line}" for line in probe.get_content().splitlines())
+    answer.set_content(f"Bonjour,\n\nMa collègue m'a transmis votre message.\n\n{quoted}\n")
     return answer
 
 
@@ -181,12 +182,12 @@ async def test_a_thunderbird_style_reply_meets_both_commitments(world: World) ->
     assert response.data["method"] == "message_id" and response.data["kind"] == "human_reply"
 
 
-async def test_an_outlook_reply_without_in_reply_to_matches_by_its_token(world: World) -> None:
+async def test_an_outlook_reply_without_in_reply_to_matches_by_the_text_it_quotes(world: World) -> None:
     probe_id, sent = await world.send_probe()
     await world.desk_writes(reply(DESK, sent, "Bonjour, c'est noté.", outlook=True))
     await world.until(probe_id, BOTH_MET)
     methods = [e.data["method"] for e in await world.service.store.events_for(probe_id) if e.type == "response"]
-    assert methods == ["token"]
+    assert methods == ["quoted_text"]
 
 
 async def test_a_colleague_answering_from_another_address_still_matches(world: World) -> None:

@@ -122,7 +122,7 @@ def expected_verdict(case: Case) -> str:
     if any(not met and name not in case.uncertain for name, met in required.items()):
         return "missed"
     if any(name in case.uncertain for name in REQUIRED):
-        return "pending"
+        return "review"
     return "met"
 
 

@@ -7,6 +7,7 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
+import pytest
 
 from monitor.clock import SystemClock
 from monitor.store.store import Store
@@ -57,9 +58,11 @@ async def test_a_probe_reaches_the_museum_and_a_blind_copy_reaches_us(tmp_path, 
     assert received.mail_from == "jeanne.martin@probes.example.net"
     assert received.rcpt_tos == ["contact.mvh@example.org", "jeanne.martin@probes.example.net"]
     message = message_from_bytes(received.data, policy=default)
-    assert message["Message-ID"] == probe.message_id
-    assert f"(Réf. {probe.token})" in message["Subject"]
-    assert "Auto-Submitted" not in message and "Precedence" not in message and "Bcc" not in message
+    assert message["Message-ID"] == probe.message_id and probe.message_id.endswith("@probes.example.net>")
+    assert probe.token not in received.data.decode("utf-8", "replace")  # token: off by default
+    assert not {"Auto-Submitted", "Precedence", "Bcc", "List-Unsubscribe", "List-Id", "X-Campaign",
+                "X-Mailgun-Tag", "Feedback-ID"} & set(message.keys())
+    assert message["User-Agent"].startswith("Mozilla/5.0") and message["Content-Language"] == "fr"
     assert message["From"] == "Jeanne Martin <jeanne.martin@probes.example.net>"
 
 
@@ -136,9 +139,9 @@ def test_every_template_composes_a_plausible_french_email() -> None:
         body = composed.message.get_content()
         assert "Maison de Victor Hugo" in body + composed.subject and "Jeanne Martin" in body
         assert "{" not in body and "{" not in composed.subject
-        assert composed.subject.endswith("(Réf. QP-7K2M9)")
+        assert "QP-7K2M9" not in body + composed.subject  # token: off
         bodies.add(body)
-    assert len(bodies) >= 6
+    assert len(bodies) >= 20
 
 
 def test_the_blind_copy_is_found_by_message_id(tmp_path: Path) -> None:
@@ -148,3 +151,14 @@ def test_the_blind_copy_is_found_by_message_id(tmp_path: Path) -> None:
     (tmp_path / "new" / "2.eml").write_bytes(b"Subject: hi\r\nMessage-ID: <abc@probes.example.net>\r\n\r\nx")
     assert find_in_maildir(tmp_path, "<abc@probes.example.net>") is not None
     assert find_in_maildir(tmp_path, "<missing@probes.example.net>") is None
+
+
+@pytest.mark.parametrize("mode", ["subject", "body"])
+def test_a_mailbox_can_still_show_the_token_in_the_subject_or_the_body(mode: str) -> None:
+    config = config_from(CONFIG.format(port=25, maildir="/tmp/unused", login=""))
+    mailbox = config.mailboxes["mystery"].model_copy(update={"token": mode})
+    [template] = load_templates(default_template_dir())[:1]
+    composed = compose(template, site=config.sites[0], mailbox=mailbox, token="QP-7K2M9",
+                       message_id="<a@b.example.net>", now=SystemClock().now(), rng=random.Random(1))
+    assert ("(Réf. QP-7K2M9)" in composed.subject) == (mode == "subject")
+    assert ("Réf. QP-7K2M9" in composed.message.get_content()) == (mode == "body")
