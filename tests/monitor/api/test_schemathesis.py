@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -125,6 +125,9 @@ def test_the_api_never_fails_and_always_answers_as_documented(api_schema, live_a
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     def check(case) -> None:  # type: ignore[no-untyped-def]
+        # A query value of None or [] is dropped by the HTTP client, so the request sent is not the one the
+        # case describes (an "extra parameter" that never reaches us): not a case about our API.
+        assume(not any(value is None or value == [] for value in (case.query or {}).values()))
         case.call_and_validate(base_url=live_api, headers=headers, excluded_checks=[positive_data_acceptance])
 
     check()
