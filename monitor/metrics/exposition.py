@@ -290,6 +290,10 @@ class Exposition:
         self._render_lock = threading.Lock()  # one render at a time owns `_text` and `_deflated`
         self._dirty: set[int] = set(range(blocks))  # rendered on the first scrape, off the loop
         self._pending: list[tuple[Family, Mapping[Any, float]]] | None = None  # see `defer`
+        self._position = {id(family): i for i, family in enumerate(self.families)}
+        self._hidden: frozenset[int] = frozenset()  # families left out of the exposition, see `show`
+        self._show_at_next_defer: frozenset[int] = frozenset()
+        self._show_with_pending: frozenset[int] = frozenset()
         self._text: list[bytes] = [b""] * blocks
         self._shown: list[list[float] | None] = [None] * blocks  # the values `_text` shows
         self._deflated: list[bytes | None] = [None] * blocks
@@ -340,6 +344,31 @@ class Exposition:
         whole, so no scrape sees half of it."""
         with self._lock:
             self._pending = list(gauges)
+            self._show_with_pending |= self._show_at_next_defer
+            self._show_at_next_defer = frozenset()
+
+    def show(self, families: Iterable[Family], on: bool, *, at_next_defer: bool = False) -> None:
+        """Put `families` in the exposition or leave them out (their values are kept either way).
+
+        With `at_next_defer`, they come in together with the values of the
+        next `defer`, when a reader applies them: no scrape shows them before."""
+        positions = frozenset(self._position[id(family)] for family in families)
+        with self._lock:
+            if not on:
+                self._hidden |= positions
+                self._show_at_next_defer -= positions
+                self._show_with_pending -= positions
+            elif at_next_defer:
+                self._show_at_next_defer |= positions
+            else:
+                self._hidden -= positions
+
+    def showing(self, families: Iterable[Family]) -> bool:
+        """Whether none of `families` is left out (counting those that come in at the next `defer`)."""
+        positions = frozenset(self._position[id(family)] for family in families)
+        with self._lock:
+            coming = self._show_at_next_defer | self._show_with_pending
+            return not (positions & self._hidden - coming)
 
     def _apply_pending(self) -> None:
         """Caller holds `_render_lock`, so deferred sets are applied in the order they came."""
@@ -350,6 +379,8 @@ class Exposition:
             with self._lock:
                 for family, values in dense:
                     self._replace(family, values)
+                self._hidden -= self._show_with_pending
+                self._show_with_pending = frozenset()
 
     def _replace(self, family: Family, values: list[float]) -> None:
         """Caller holds `_lock`; blocks whose values did not change keep their cached text."""
@@ -411,10 +442,12 @@ class Exposition:
 
     def _select(self, names: Collection[str] | None) -> list[tuple[int, LineMask]]:
         """(family index, lines kept) of each family shown; lines kept is None for all of them."""
+        hidden = self._hidden
+        shown = [(i, family) for i, family in enumerate(self.families) if i not in hidden]
         if names is None:
-            return [(i, None) for i in range(len(self.families))]
+            return [(i, None) for i, _ in shown]
         selection: list[tuple[int, LineMask]] = []
-        for i, family in enumerate(self.families):
+        for i, family in shown:
             mask = family.sample_mask(names)
             if any(mask):
                 selection.append((i, None if all(mask) else mask))
@@ -451,9 +484,10 @@ class Exposition:
         with self._render_lock:
             self._apply_pending()
             with self._lock:
-                values = self._values[:]
-        for family in self.families:
-            yield family.to_metric(values)
+                values, hidden = self._values[:], self._hidden
+        for i, family in enumerate(self.families):
+            if i not in hidden:
+                yield family.to_metric(values)
 
     def describe(self) -> Iterator[Metric]:
         for family in self.families:
