@@ -7,7 +7,7 @@ whichever instance of a fleet wrote them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
@@ -19,7 +19,7 @@ from monitor.metrics.definitions import WINDOWS
 from monitor.store.schema import Probe, Verdict
 from monitor.store.store import Store
 
-NOW = datetime(2026, 6, 2, 8, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 2, 8, 30, tzinfo=UTC)
 
 
 async def sent_probe(store: Store, probe_id: str, site: str, channel: str, planned: datetime, *,
