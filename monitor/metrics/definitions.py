@@ -417,7 +417,7 @@ class Metrics:
         self._seen_ingest: Mapping[str, datetime] = {}
         definitions = _definitions(config, lay)
         self._exposition = Exposition(definitions.values())
-        for name, family in zip(definitions, self._exposition.families):
+        for name, family in zip(definitions, self._exposition.families, strict=True):
             setattr(self, name, family)
         self._derived = [getattr(self, name) for name in DERIVED]
         self._exposition.set(self.build_info, 0, 1)
@@ -439,9 +439,9 @@ class Metrics:
     def _series(self, family: Family, *labels: str) -> int | None:
         index = family.index.get(labels)
         if index is None:
-            shown = family.spec.shown
-            self._refuse(shown, labels, f"{shown}{dict(zip(family.spec.labelnames, labels))} is not a series of "
-                         "this config (labels are config names and known enum values); the update is dropped")
+            shown, named = family.spec.shown, dict(zip(family.spec.labelnames, labels, strict=False))
+            self._refuse(shown, labels, f"{shown}{named} is not a series of this config (labels are config names "
+                         "and known enum values); the update is dropped")
         return index
 
     def _known(self, known: frozenset[Any], key: Any, what: str) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import gzip
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
@@ -96,7 +96,7 @@ SITES = [f"site-{i:02d}" for i in range(14)]
 EMAIL_SITES = [s for s in SITES if s != "site-13"]
 PHONE_SITES = [s for s in SITES if s != "site-12"]
 SOURCES = ("asterisk-main", "operator-csv")
-T0 = datetime(2026, 5, 11, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 11, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -766,11 +766,27 @@ async def test_a_snapshot_is_turned_into_values_off_the_event_loop(aiohttp_clien
 
     monkeypatch.setattr(exposition_module.Family, "dense", spy)
     metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "email"): 2}))
-    assert threads == []
+    assert threading.main_thread() not in threads  # handed over, not converted on the loop
     client = await client_for(aiohttp_client, registry, None)
     text = await (await client.get("/metrics")).text()
     assert 'qualimon_probes_open{channel="email",site="site-00"} 2.0' in text
-    assert threads and threading.main_thread() not in threads
+    assert threads and threading.main_thread() not in threads  # by the preparer, or the scrape if it came first
+
+
+def test_a_snapshot_is_ready_before_the_next_scrape_asks(config):
+    """The preparer applies it and renders its blocks, so the scrape finds nothing left to do."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, config, source_ids=SOURCES)
+    metrics.apply_snapshot(DerivedSnapshot(probes_open={("site-00", "email"): 2}))
+    exposition = metrics._exposition
+    for _ in range(500):  # bounded: the preparer thread takes milliseconds
+        with exposition._lock:
+            if exposition._pending is None and not exposition._dirty and None not in exposition._deflated:
+                break
+        threading.Event().wait(0.01)
+    else:
+        raise AssertionError("the snapshot was not prepared")
+    assert registry.get_sample_value("qualimon_probes_open", {"site": "site-00", "channel": "email"}) == 2
 
 
 async def test_label_values_are_escaped_as_prometheus_client_escapes_them(aiohttp_client, config):
