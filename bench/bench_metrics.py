@@ -142,9 +142,10 @@ def baseline_module() -> ModuleType:
 def ours_module() -> SimpleNamespace:
     """Ours, with the names the server uses, as the baseline's single module has them."""
     from monitor.metrics import DerivedSnapshot, Metrics
+    from monitor.metrics.exposition import Exposition
     from monitor.metrics.http import make_metrics_app_handler
 
-    return SimpleNamespace(Metrics=Metrics, DerivedSnapshot=DerivedSnapshot,
+    return SimpleNamespace(Metrics=Metrics, DerivedSnapshot=DerivedSnapshot, Exposition=Exposition,
                            make_metrics_app_handler=make_metrics_app_handler)
 
 
@@ -159,9 +160,28 @@ def before_budget_module() -> SimpleNamespace:
         (directory / f"{name}.py").write_text(source.replace("monitor.metrics", package))
     sys.path.insert(0, str(directory.parent))
     definitions = importlib.import_module(f"{package}.definitions")
+    exposition = importlib.import_module(f"{package}.exposition")
     http = importlib.import_module(f"{package}.http")
     return SimpleNamespace(Metrics=definitions.Metrics, DerivedSnapshot=definitions.DerivedSnapshot,
-                           make_metrics_app_handler=http.make_metrics_app_handler)
+                           Exposition=exposition.Exposition, make_metrics_app_handler=http.make_metrics_app_handler)
+
+
+def timed_renders(module: Any) -> list[tuple[float, float]]:
+    """Record (wall, CPU of its thread) seconds of each render of the body in the server's worker thread."""
+    renders: list[tuple[float, float]] = []
+    exposition = getattr(module, "Exposition", None)
+    if exposition is not None:
+        body = exposition.body
+
+        def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return body(self, *args, **kwargs)
+            finally:
+                renders.append((time.perf_counter() - started, time.thread_time() - cpu))
+
+        exposition.body = timed
+    return renders
 
 
 def implementation(name: str) -> Any:
@@ -287,7 +307,7 @@ async def serve(name: str, sites: int, writes_per_second: float) -> None:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     ready = {"port": port, "config_s": config_seconds, "build_s": build_seconds, "rss_after_build_mb": rss_mb()[0]}
     print(json.dumps(ready), flush=True)
-    lag, applies, pauses = LoopLag(), [], GcPauses()
+    lag, applies, pauses, renders = LoopLag(), [], GcPauses(), timed_renders(module)
     loop = asyncio.get_running_loop()
     task = None
     while True:
@@ -296,12 +316,14 @@ async def serve(name: str, sites: int, writes_per_second: float) -> None:
             task = asyncio.create_task(load(metrics, module, config, writes_per_second, lag, applies, windows))
         elif command == "scrapes":
             lag.phase = "scrapes"
+            renders.clear()  # the cold one and any before: not warm scrapes
         elif command == "stop" or not command:
             break
     if task is not None:
         task.cancel()
     report = {**lag.report(), "apply_snapshot_ms": [round(1000 * a, 2) for a in applies],
-              "gc_pauses_ms": pauses.long, "rss_peak_mb": rss_mb()[1]}
+              "gc_pauses_ms": pauses.long, "rss_peak_mb": rss_mb()[1],
+              "render_s": [wall for wall, _ in renders], "render_cpu_s": [cpu for _, cpu in renders]}
     print(json.dumps(report), flush=True)
     await runner.cleanup()
 
@@ -363,17 +385,19 @@ def run_server_bench(implementation: str, args: argparse.Namespace, scrapes: int
 
 
 def print_server_table(results: dict[str, dict[str, Any]]) -> None:
-    print("\n| implementation | series | build s | RSS after build MB | peak RSS MB | cold scrape s "
-          "| plain p50 ms | plain p95 ms | Prometheus-style p50 ms | p95 ms | text MB | gzip MB "
-          "| loop lag p99 / max ms, no scrapes | with scrapes | apply_snapshot on the loop ms (median / max) |")
-    print("|---|" + "---:|" * 14)
+    print("\n| implementation | series | text MB | gzip MB | build s | RSS after build / peak MB | cold scrape s "
+          "| plain p50 / p95 ms | Prometheus-style p50 / p95 ms | render in the server, p50 / p95 ms "
+          "| its CPU, p50 / p95 ms | loop lag p99 / max ms, load alone | with scrapes "
+          "| apply_snapshot on the loop ms (median / max) |")
+    print("|---|" + "---:|" * 13)
     for name, r in results.items():
         applies = r["apply_snapshot_ms"] or [0.0]
-        print(f"| {name} | {r['series']:,} | {r['build_s']:.2f} | {r['rss_after_build_mb']:.0f} "
-              f"| {r['rss_peak_mb']:.0f} | {r['cold_s']:.2f} "
-              f"| {1000 * percentile(r['plain_s'], 0.5):.0f} | {1000 * percentile(r['plain_s'], 0.95):.0f} "
-              f"| {1000 * percentile(r['prometheus_s'], 0.5):.0f} | {1000 * percentile(r['prometheus_s'], 0.95):.0f} "
-              f"| {r['size_mb']:.1f} | {r['gzip_mb']:.1f} "
+        renders, cpu = r["render_s"] or [float("nan")], r["render_cpu_s"] or [float("nan")]
+        print(f"| {name} | {r['series']:,} | {r['size_mb']:.1f} | {r['gzip_mb']:.1f} | {r['build_s']:.2f} "
+              f"| {r['rss_after_build_mb']:.0f} / {r['rss_peak_mb']:.0f} | {r['cold_s']:.2f} "
+              f"| {ms(r['plain_s'], 0.5)} / {ms(r['plain_s'], 0.95)} "
+              f"| {ms(r['prometheus_s'], 0.5)} / {ms(r['prometheus_s'], 0.95)} "
+              f"| {ms(renders, 0.5)} / {ms(renders, 0.95)} | {ms(cpu, 0.5)} / {ms(cpu, 0.95)} "
               f"| {r.get('lag_load_p99_ms', 0):.0f} / {r.get('lag_load_max_ms', 0):.0f} "
               f"| {r.get('lag_scrapes_p99_ms', 0):.0f} / {r.get('lag_scrapes_max_ms', 0):.0f} "
               f"| {statistics.median(applies):.2f} / {max(applies):.2f} |")
@@ -381,6 +405,10 @@ def print_server_table(results: dict[str, dict[str, Any]]) -> None:
         print(f"  {name}: config parsed in {r['config_s']:.1f} s; {len(r['plain_s'])} plain + "
               f"{len(r['prometheus_s'])} Prometheus-style warm scrapes: plain {fmt(r['plain_s'])}, "
               f"Prometheus-style {fmt(r['prometheus_s'])}; GC passes > 20 ms (generation, ms): {r['gc_pauses_ms']}")
+
+
+def ms(values: list[float], q: float) -> str:
+    return f"{1000 * percentile(values, q):.0f}"
 
 
 def standby_series(sites: int) -> int:
