@@ -7,7 +7,7 @@ with email and phone, 4 commitments, 1 mailbox, 2 call-log sources):
 - ours: `monitor.metrics` (the package) as it is now, within the cardinality
   budget (docs/design.md §6: ~16 series per site, 160,228 sample lines);
 - before the budget: the same package as it was at `BEFORE_BUDGET_COMMIT`
-  (per-site histograms and counters, ~250 series per site, 2,490,069 lines),
+  (per-site histograms and counters, ~250 series per site, 2,490,027 sample lines),
   taken from git into a temporary package;
 - with `--with-prometheus-client`: the first `monitor/metrics.py`
   (prometheus_client objects, every series a `Counter`/`Gauge`/`Histogram`

@@ -323,6 +323,7 @@ class Exposition:
         self._hidden: frozenset[int] = frozenset()  # families left out of the exposition, see `show`
         self._show_at_next_defer: frozenset[int] = frozenset()
         self._show_with_pending: frozenset[int] = frozenset()
+        self._turned_off: frozenset[int] = frozenset()  # since the deferred set being applied was taken
         self._text: list[bytes] = [b""] * blocks
         self._shown: list[list[float] | None] = [None] * blocks  # the values `_text` shows
         self._deflated: list[bytes | None] = [None] * blocks
@@ -401,6 +402,7 @@ class Exposition:
         with self._lock:
             if not on:
                 self._hidden |= positions
+                self._turned_off |= positions
                 self._show_at_next_defer -= positions
                 self._show_with_pending -= positions
             elif at_next_defer:
@@ -416,16 +418,19 @@ class Exposition:
             return not (positions & self._hidden - coming)
 
     def _apply_pending(self) -> None:
-        """Caller holds `_render_lock`, so deferred sets are applied in the order they came."""
+        """Caller holds `_render_lock`, so deferred sets are applied in the order they came, and no
+        reader sees one half applied: `_lock` is taken family by family, so writers wait less."""
         with self._lock:
             pending, self._pending = self._pending, None
+            show, self._show_with_pending = self._show_with_pending, frozenset()
+            self._turned_off = frozenset()
         if pending:
             dense = [(family, family.dense(values)) for family, values in pending]
-            with self._lock:
-                for family, values in dense:
+            for family, values in dense:
+                with self._lock:
                     self._replace(family, values)
-                self._hidden -= self._show_with_pending
-                self._show_with_pending = frozenset()
+            with self._lock:  # not those turned off meanwhile: off takes effect at once
+                self._hidden -= show - self._turned_off
 
     def _replace(self, family: Family, values: list[float]) -> None:
         """Caller holds `_lock`; blocks whose values did not change keep their cached text."""

@@ -435,6 +435,23 @@ def test_losing_the_refresh_hides_the_derived_series_at_once_even_with_a_snapsho
     assert set(families(registry)) == set(CONTRACT) - DERIVED_NAMES
 
 
+def test_losing_the_refresh_while_a_snapshot_is_being_applied_still_hides_them(metrics, registry, monkeypatch):
+    dense = exposition_module.Family.dense
+    lost = []
+
+    def losing(self, values):
+        if not lost:  # the lock is lost while the first family is being converted
+            lost.append(True)
+            metrics.export_derived(False)
+        return dense(self, values)
+
+    metrics.export_derived(False)
+    metrics.export_derived(True)
+    monkeypatch.setattr(exposition_module.Family, "dense", losing)
+    metrics.apply_snapshot(SOME_FIGURES)
+    assert set(families(registry)) == set(CONTRACT) - DERIVED_NAMES and lost
+
+
 def test_one_instance_alone_exports_the_derived_series_from_start_up(metrics, registry):
     assert metrics.exports_derived
     assert DERIVED_NAMES <= set(families(registry))
