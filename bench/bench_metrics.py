@@ -2,22 +2,27 @@
 
 Part 1 — the exposition.  Each implementation runs in its own server process
 (clean memory figures, its own GIL), built from the same config (10,000 sites
-with email and phone, 4 commitments, 1 mailbox, 2 call-log sources: ~2.5 M
-sample lines):
+with email and phone, 4 commitments, 1 mailbox, 2 call-log sources):
 
-- ours: `monitor.metrics` (the package) as it is now;
-- baseline: the previous `monitor/metrics.py` (prometheus_client objects, every
-  series a `Counter`/`Gauge`/`Histogram` child, `make_aiohttp_handler`),
-  taken from git (`BASELINE_COMMIT`) into a temporary module.
+- ours: `monitor.metrics` (the package) as it is now, within the cardinality
+  budget (docs/design.md §6: ~16 series per site, 160,228 sample lines);
+- before the budget: the same package as it was at `BEFORE_BUDGET_COMMIT`
+  (per-site histograms and counters, ~250 series per site, 2,490,027 sample lines),
+  taken from git into a temporary package;
+- with `--with-prometheus-client`: the first `monitor/metrics.py`
+  (prometheus_client objects, every series a `Counter`/`Gauge`/`Histogram`
+  child, `make_aiohttp_handler`; `BASELINE_COMMIT`), which must serve the
+  same lines as "before the budget" (order aside: its order within a family
+  follows set iteration).
 
 The server applies the same seeded writes, then the scraper (`curl`, a
-separate process like Prometheus) takes one cold scrape in the text format;
-both cold bodies must have the same lines (order aside: the baseline's
-order within a family follows set iteration).  Then load starts — random
+separate process like Prometheus) takes one cold scrape in the text format,
+whose sample lines are the series count.  Then load starts — random
 writer calls (`--writes-per-second`, far above the ~0.05/s that 10,000 sites
 really cause) and a full-size `DerivedSnapshot` (an entry for every site ×
-commitment) applied on the loop every 5 s as the service does, alternating
-two snapshots that differ in every value: the worst case for the text cache.
+commitment and verdict, as `compute_snapshot` gives) applied on the loop every
+5 s as the service does, alternating two snapshots that differ in every value:
+the worst case for the text cache.
 After `--quiet-seconds` of load alone, the scraper alternates plain scrapes
 and the scrape Prometheus makes (OpenMetrics, `Accept-Encoding: gzip`,
 decompressed by curl), one second apart.  A 5 ms ticker on the server's
@@ -33,8 +38,8 @@ bench/support.py).  Rows are bulk-loaded straight into `probes` and
 the derived figures read only those two tables.  Each query of the refresh is
 also timed on its own, with the plan of the slowest.
 
-    .venv/bin/python bench/bench_metrics.py [--sites 10000] [--scrapes 10] [--baseline-scrapes 2]
-        [--probes 1000000] [--no-baseline] [--no-sqlite] [--no-postgres]
+    .venv/bin/python bench/bench_metrics.py [--sites 10000] [--scrapes 20] [--baseline-scrapes 10]
+        [--probes 1000000] [--no-baseline] [--with-prometheus-client] [--no-sqlite] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -63,10 +68,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from monitor.config import Config, parse_config  # noqa: E402
 from support import scratch_postgres  # noqa: E402
 
+from monitor.config import Config, parse_config  # noqa: E402
+
 BASELINE_COMMIT = "9e24bb8"  # the last monitor/metrics.py built on prometheus_client's metric objects
+BEFORE_BUDGET_COMMIT = "35c3ad5"  # monitor/metrics/ before the cardinality budget (issue 12)
+IMPLEMENTATIONS = {"ours": "ours", "before": "before the budget", "baseline": "prometheus_client objects"}
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 SNAPSHOT_SECONDS = 5.0
@@ -93,7 +101,8 @@ phone_lines:
 sites:
 """
 SITE = ("  - {{id: site-{i:05d}, name: Site {i}, calendar: museum, office_calendar: offices,"
-        " email: {{address: contact{i}@example.org, per_month: 4}}, phone: {{number: \"+3319900{n:04d}\", per_month: 8}}}}\n")
+        " email: {{address: contact{i}@example.org, per_month: 4}},"
+        " phone: {{number: \"+3319900{n:04d}\", per_month: 8}}}}\n")
 SOURCES = ("asterisk-main", "operator-csv")
 
 
@@ -131,18 +140,59 @@ def baseline_module() -> ModuleType:
 
 
 def ours_module() -> SimpleNamespace:
-    """Ours, with the two names the server uses, as the baseline's single module has them."""
-    from monitor.metrics import Metrics
+    """Ours, with the names the server uses, as the baseline's single module has them."""
+    from monitor.metrics import DerivedSnapshot, Metrics
+    from monitor.metrics.exposition import Exposition
     from monitor.metrics.http import make_metrics_app_handler
 
-    return SimpleNamespace(Metrics=Metrics, make_metrics_app_handler=make_metrics_app_handler)
+    return SimpleNamespace(Metrics=Metrics, DerivedSnapshot=DerivedSnapshot, Exposition=Exposition,
+                           make_metrics_app_handler=make_metrics_app_handler)
+
+
+def before_budget_module() -> SimpleNamespace:
+    """`monitor/metrics/` at BEFORE_BUDGET_COMMIT, from git, as a package of its own."""
+    package = "metrics_before_budget"
+    directory = Path(tempfile.mkdtemp()) / package
+    directory.mkdir()
+    for name in ("__init__", "definitions", "exposition", "http"):
+        source = subprocess.run(["git", "show", f"{BEFORE_BUDGET_COMMIT}:monitor/metrics/{name}.py"], cwd=ROOT,
+                                check=True, capture_output=True, text=True).stdout
+        (directory / f"{name}.py").write_text(source.replace("monitor.metrics", package))
+    sys.path.insert(0, str(directory.parent))
+    definitions = importlib.import_module(f"{package}.definitions")
+    exposition = importlib.import_module(f"{package}.exposition")
+    http = importlib.import_module(f"{package}.http")
+    return SimpleNamespace(Metrics=definitions.Metrics, DerivedSnapshot=definitions.DerivedSnapshot,
+                           Exposition=exposition.Exposition, make_metrics_app_handler=http.make_metrics_app_handler)
+
+
+def timed_renders(module: Any) -> list[tuple[float, float]]:
+    """Record (wall, CPU of its thread) seconds of each render of the body in the server's worker thread."""
+    renders: list[tuple[float, float]] = []
+    exposition = getattr(module, "Exposition", None)
+    if exposition is not None:
+        body = exposition.body
+
+        def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return body(self, *args, **kwargs)
+            finally:
+                renders.append((time.perf_counter() - started, time.thread_time() - cpu))
+
+        exposition.body = timed
+    return renders
+
+
+def implementation(name: str) -> Any:
+    return {"ours": ours_module, "before": before_budget_module, "baseline": baseline_module}[name]()
 
 
 def seeded_writes(metrics: Any, config: Config, count: int, seed: int) -> None:
     """Writer calls on random series: what the runner and the ingesters do."""
     rng = random.Random(seed)
     sites = [s.id for s in config.sites]
-    at = datetime(2026, 5, 11, 8, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 5, 11, 8, 0, tzinfo=UTC)
     for i in range(count):
         site = rng.choice(sites)
         match i % 4:
@@ -158,14 +208,15 @@ def seeded_writes(metrics: Any, config: Config, count: int, seed: int) -> None:
                 metrics.send_failed(site, "email", "smtp: connection refused")
 
 
-def full_snapshot(module: ModuleType, config: Config, rng: random.Random) -> Any:
-    """A snapshot with an entry for every site × commitment, as a store full of history gives."""
+def full_snapshot(module: Any, config: Config, rng: random.Random, windows: tuple[str, ...]) -> Any:
+    """A snapshot with an entry for every site × commitment, as a store full of history gives
+    (`windows`: those the implementation's refresh computes)."""
     pairs = [(s.id, cid) for s in config.sites for ch in ("email", "phone") for cid in config.commitments_for(ch)]
     channels = [(s.id, ch) for s in config.sites for ch in ("email", "phone")]
-    samples = {(site, cid, w, v): rng.randrange(12) for site, cid in pairs for w in ("30d", "90d")
+    samples = {(site, cid, w, v): rng.randrange(12) for site, cid in pairs for w in windows
                for v in ("met", "missed", "pending", "void")}
     return module.DerivedSnapshot(
-        compliance_ratio={(site, cid, w): rng.random() for site, cid in pairs for w in ("30d", "90d")},
+        compliance_ratio={(site, cid, w): rng.random() for site, cid in pairs for w in windows},
         samples=samples,
         probes_open={key: rng.randrange(3) for key in channels},
         probes_overdue={key: rng.randrange(2) for key in pairs},
@@ -206,10 +257,10 @@ class GcPauses:
             self.long.append((info["generation"], round(1000 * spent)))
 
 
-async def load(metrics: Any, module: ModuleType, config: Config, writes_per_second: float, lag: LoopLag,
-               applies: list[float]) -> None:
+async def load(metrics: Any, module: Any, config: Config, writes_per_second: float, lag: LoopLag,
+               applies: list[float], windows: tuple[str, ...]) -> None:
     rng = random.Random(7)
-    snapshots = [full_snapshot(module, config, rng) for _ in range(2)]
+    snapshots = [full_snapshot(module, config, rng, windows) for _ in range(2)]
 
     async def writer() -> None:
         i = 0
@@ -230,14 +281,16 @@ async def load(metrics: Any, module: ModuleType, config: Config, writes_per_seco
     await asyncio.gather(writer(), refresher(), lag.run())
 
 
-async def serve(implementation: str, sites: int, writes_per_second: float) -> None:
+async def serve(name: str, sites: int, writes_per_second: float) -> None:
     """A server process: build, serve, take commands on stdin ("load", "stop"), report JSON on stdout."""
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
     from tests.support.integration import free_port
 
-    module = baseline_module() if implementation == "baseline" else ours_module()
+    module = implementation(name)
+    # What each one's refresh computes: ours the 30-day window only (monitor.derived), the others 30 and 90 days.
+    windows = ("30d",) if name == "ours" else ("30d", "90d")
     started = time.perf_counter()
     config = bench_config(sites)
     config_seconds = time.perf_counter() - started
@@ -254,21 +307,23 @@ async def serve(implementation: str, sites: int, writes_per_second: float) -> No
     await web.TCPSite(runner, "127.0.0.1", port).start()
     ready = {"port": port, "config_s": config_seconds, "build_s": build_seconds, "rss_after_build_mb": rss_mb()[0]}
     print(json.dumps(ready), flush=True)
-    lag, applies, pauses = LoopLag(), [], GcPauses()
+    lag, applies, pauses, renders = LoopLag(), [], GcPauses(), timed_renders(module)
     loop = asyncio.get_running_loop()
     task = None
     while True:
         command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
         if command == "load":
-            task = asyncio.create_task(load(metrics, module, config, writes_per_second, lag, applies))
+            task = asyncio.create_task(load(metrics, module, config, writes_per_second, lag, applies, windows))
         elif command == "scrapes":
             lag.phase = "scrapes"
+            renders.clear()  # the cold one and any before: not warm scrapes
         elif command == "stop" or not command:
             break
     if task is not None:
         task.cancel()
     report = {**lag.report(), "apply_snapshot_ms": [round(1000 * a, 2) for a in applies],
-              "gc_pauses_ms": pauses.long, "rss_peak_mb": rss_mb()[1]}
+              "gc_pauses_ms": pauses.long, "rss_peak_mb": rss_mb()[1],
+              "render_s": [wall for wall, _ in renders], "render_cpu_s": [cpu for _, cpu in renders]}
     print(json.dumps(report), flush=True)
     await runner.cleanup()
 
@@ -292,6 +347,11 @@ def same_lines(ours: bytes, theirs: bytes) -> bool:
     return sorted(ours.split(b"\n")) == sorted(theirs.split(b"\n"))
 
 
+def series_count(body: bytes) -> int:
+    """Sample lines: one per series Prometheus stores."""
+    return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+
+
 def run_server_bench(implementation: str, args: argparse.Namespace, scrapes: int) -> tuple[dict[str, Any], bytes]:
     server = subprocess.Popen([sys.executable, __file__, "--serve", implementation, "--sites", str(args.sites),
                                "--writes-per-second", str(args.writes_per_second)],
@@ -300,40 +360,44 @@ def run_server_bench(implementation: str, args: argparse.Namespace, scrapes: int
     try:
         ready = json.loads(server.stdout.readline())
         cold_seconds, cold_size, cold_body = scrape(ready["port"], prometheus=False)
-        print(f"  {implementation}: built in {ready['build_s']:.1f} s, cold scrape {cold_seconds:.2f} s", flush=True)
+        print(f"  {IMPLEMENTATIONS[implementation]}: built in {ready['build_s']:.1f} s, cold scrape "
+              f"{cold_seconds:.2f} s, {series_count(cold_body):,} series", flush=True)
         server.stdin.write("load\n")
         server.stdin.flush()
         time.sleep(args.quiet_seconds)  # the loop's lag under load alone: the noise floor
         server.stdin.write("scrapes\n")
         server.stdin.flush()
         plain, prometheus = [], []
-        for _ in range(scrapes):
-            time.sleep(1.0)
+        for _ in range(scrapes):  # one new snapshot waits for each scrape: Prometheus' case (30 s / 15 s refresh)
+            time.sleep(args.scrape_every)
             plain.append(scrape(ready["port"], prometheus=False)[:2])
-            time.sleep(1.0)
+            time.sleep(args.scrape_every)
             prometheus.append(scrape(ready["port"], prometheus=True)[:2])
         server.stdin.write("stop\n")
         server.stdin.flush()
         report = json.loads(server.stdout.readline())
     finally:
         server.wait(timeout=120)
-    result = {**ready, **report, "cold_s": cold_seconds, "size_mb": cold_size / 1e6,
+    result = {**ready, **report, "cold_s": cold_seconds, "size_mb": cold_size / 1e6, "series": series_count(cold_body),
               "plain_s": [s for s, _ in plain], "prometheus_s": [s for s, _ in prometheus],
               "gzip_mb": statistics.median(n for _, n in prometheus) / 1e6}
     return result, cold_body
 
 
 def print_server_table(results: dict[str, dict[str, Any]]) -> None:
-    print("\n| implementation | build s | RSS after build MB | peak RSS MB | cold scrape s "
-          "| plain p50 s | plain p95 s | Prometheus-style p50 s | p95 s | text MB | gzip MB "
-          "| loop lag p99 / max ms, no scrapes | with scrapes | apply_snapshot on the loop ms (median / max) |")
+    print("\n| implementation | series | text MB | gzip MB | build s | RSS after build / peak MB | cold scrape s "
+          "| plain p50 / p95 ms | Prometheus-style p50 / p95 ms | render in the server, p50 / p95 ms "
+          "| its CPU, p50 / p95 ms | loop lag p99 / max ms, load alone | with scrapes "
+          "| apply_snapshot on the loop ms (median / max) |")
     print("|---|" + "---:|" * 13)
     for name, r in results.items():
         applies = r["apply_snapshot_ms"] or [0.0]
-        print(f"| {name} | {r['build_s']:.2f} | {r['rss_after_build_mb']:.0f} | {r['rss_peak_mb']:.0f} "
-              f"| {r['cold_s']:.2f} | {percentile(r['plain_s'], 0.5):.2f} | {percentile(r['plain_s'], 0.95):.2f} "
-              f"| {percentile(r['prometheus_s'], 0.5):.2f} | {percentile(r['prometheus_s'], 0.95):.2f} "
-              f"| {r['size_mb']:.1f} | {r['gzip_mb']:.1f} "
+        renders, cpu = r["render_s"] or [float("nan")], r["render_cpu_s"] or [float("nan")]
+        print(f"| {name} | {r['series']:,} | {r['size_mb']:.1f} | {r['gzip_mb']:.1f} | {r['build_s']:.2f} "
+              f"| {r['rss_after_build_mb']:.0f} / {r['rss_peak_mb']:.0f} | {r['cold_s']:.2f} "
+              f"| {ms(r['plain_s'], 0.5)} / {ms(r['plain_s'], 0.95)} "
+              f"| {ms(r['prometheus_s'], 0.5)} / {ms(r['prometheus_s'], 0.95)} "
+              f"| {ms(renders, 0.5)} / {ms(renders, 0.95)} | {ms(cpu, 0.5)} / {ms(cpu, 0.95)} "
               f"| {r.get('lag_load_p99_ms', 0):.0f} / {r.get('lag_load_max_ms', 0):.0f} "
               f"| {r.get('lag_scrapes_p99_ms', 0):.0f} / {r.get('lag_scrapes_max_ms', 0):.0f} "
               f"| {statistics.median(applies):.2f} / {max(applies):.2f} |")
@@ -341,6 +405,21 @@ def print_server_table(results: dict[str, dict[str, Any]]) -> None:
         print(f"  {name}: config parsed in {r['config_s']:.1f} s; {len(r['plain_s'])} plain + "
               f"{len(r['prometheus_s'])} Prometheus-style warm scrapes: plain {fmt(r['plain_s'])}, "
               f"Prometheus-style {fmt(r['prometheus_s'])}; GC passes > 20 ms (generation, ms): {r['gc_pauses_ms']}")
+
+
+def ms(values: list[float], q: float) -> str:
+    return f"{1000 * percentile(values, q):.0f}"
+
+
+def standby_series(sites: int) -> int:
+    """The series of an instance of a fleet that does not hold the refresh (ours; in-process)."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry(), bench_config(sites), source_ids=SOURCES)
+    metrics.export_derived(False)
+    return series_count(b"".join(metrics._exposition.body(openmetrics=False, gzip=False)))
 
 
 def fmt(values: list[float]) -> str:
@@ -414,7 +493,8 @@ def load_sqlite(path: Path, data: Iterator[tuple[tuple[Any, ...], list[tuple]]])
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA synchronous=OFF")
     probe_sql = f"INSERT INTO probes ({', '.join(PROBE_COLUMNS)}) VALUES ({', '.join('?' * len(PROBE_COLUMNS))})"
-    verdict_sql = f"INSERT INTO verdicts ({', '.join(VERDICT_COLUMNS)}) VALUES ({', '.join('?' * len(VERDICT_COLUMNS))})"
+    verdict_sql = (f"INSERT INTO verdicts ({', '.join(VERDICT_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(VERDICT_COLUMNS))})")
     total = 0
     for probes, verdicts in batches(data):
         conn.executemany(probe_sql, [tuple(map(sqlite_value, p)) for p in probes])
@@ -457,14 +537,16 @@ async def measure_refresh(url: str, config: Config, now: datetime, runs: int = 3
 
     store = Store.open(url)
     try:
-        refresh = [await timed(lambda: derived.compute_snapshot(store, config, now)) for _ in range(runs)]
+        # The first refresh of a holder reads every last send; the next ones the recent sends only.
+        refresh = [await timed(lambda first=i == 0: derived.compute_snapshot(store, config, now, with_last_sent=first))
+                   for i in range(runs)]
         snapshot = refresh[-1][1]
         queries = {
             "verdict_counts(30d)": lambda: store.verdict_counts(now - derived.WINDOWS["30d"]),
-            "verdict_counts(90d)": lambda: store.verdict_counts(now - derived.WINDOWS["90d"]),
             "open_counts": lambda: store.open_counts(now),
             "overdue (both queries)": lambda: derived.overdue(store, now),
-            "last_sent": lambda: derived.last_sent(store),
+            "last_sent (all, first refresh)": lambda: derived.last_sent(store),
+            "last_sent (recent, every refresh)": lambda: derived.last_sent(store, now - derived.RECENT_SENDS),
         }
         per_query = {name: (await timed(call))[0] for name, call in queries.items()}
     finally:
@@ -509,8 +591,8 @@ async def postgres_plans(dsn: str, since: datetime) -> dict[str, str]:
         for name, sql in SQLITE_PLANS.items():
             rows_ = await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {sql.replace('?', '$1')}",
                                      *((since,) if "?" in sql else ()))
-            plans[name] = " | ".join(r[0].strip() for r in rows_ if not r[0].strip().startswith(("Planning", "Execution"))
-                                     )[:400]
+            steps = (r[0].strip() for r in rows_)
+            plans[name] = " | ".join(step for step in steps if not step.startswith(("Planning", "Execution")))[:400]
         return plans
     finally:
         await conn.close()
@@ -551,7 +633,8 @@ async def derived_postgres(config: Config, probes: int, now: datetime) -> dict[s
 def print_derived(name: str, r: dict[str, Any], probes: int) -> None:
     refresh = ", ".join(f"{s:.2f}" for s in r["refresh_s"])
     print(f"\n{name}: {probes:,} probes / {r['verdict_rows']:,} verdicts loaded in {r['load_s']:.0f} s; "
-          f"compute_snapshot runs: {refresh} s; then apply_snapshot on the loop {1000 * r['apply_snapshot_s']:.1f} ms "
+          f"compute_snapshot runs (the first of a holder, then the next ones): {refresh} s; "
+          f"then apply_snapshot on the loop {1000 * r['apply_snapshot_s']:.1f} ms "
           f"and the next render (values in, changed lines patched) {1000 * r['next_render_s']:.0f} ms; "
           f"snapshot: {r['entries']}")
     for query, seconds in r["per_query_s"].items():
@@ -571,36 +654,45 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sites", type=int, default=10_000)
-    parser.add_argument("--scrapes", type=int, default=10, help="warm scrapes of each kind (ours)")
-    parser.add_argument("--baseline-scrapes", type=int, default=2, help="warm scrapes of each kind (baseline)")
+    parser.add_argument("--scrapes", type=int, default=20, help="warm scrapes of each kind (ours)")
+    parser.add_argument("--baseline-scrapes", type=int, default=10,
+                        help="warm scrapes of each kind (before the budget; prometheus_client: a fifth of it)")
+    parser.add_argument("--scrape-every", type=float, default=SNAPSHOT_SECONDS,
+                        help="seconds between two scrapes (default: one snapshot between two)")
     parser.add_argument("--writes-per-second", type=float, default=50.0)
     parser.add_argument("--quiet-seconds", type=float, default=10.0, help="load without scrapes, for the lag floor")
     parser.add_argument("--probes", type=int, default=1_000_000)
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="ours only, not before the budget")
+    parser.add_argument("--with-prometheus-client", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--serve", choices=("ours", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=tuple(IMPLEMENTATIONS), help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.serve:
         asyncio.run(serve(args.serve, args.sites, args.writes_per_second))
         return 0
 
-    print(f"machine: {machine()}; date: {datetime.now(timezone.utc):%Y-%m-%d}")
+    print(f"machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}")
     print(f"\n/metrics at {args.sites:,} sites × 4 commitments", flush=True)
-    results, bodies = {}, {}
-    results["ours"], bodies["ours"] = run_server_bench("ours", args, args.scrapes)
+    runs = {"ours": args.scrapes}
     if not args.no_baseline:
-        results["baseline (prometheus_client)"], bodies["baseline"] = run_server_bench(
-            "baseline", args, args.baseline_scrapes)
-        same, lines = same_lines(bodies["ours"], bodies["baseline"]), bodies["ours"].count(b"\n")
-        print(f"  cold bodies: same lines as the baseline: {same} ({lines:,} lines)")
+        runs["before"] = args.baseline_scrapes
+    if args.with_prometheus_client:
+        runs["baseline"] = max(1, args.baseline_scrapes // 5)
+    results, bodies = {}, {}
+    for name, scrapes in runs.items():
+        results[IMPLEMENTATIONS[name]], bodies[name] = run_server_bench(name, args, scrapes)
+    if "before" in bodies and "baseline" in bodies:
+        same = same_lines(bodies["before"], bodies["baseline"])
+        print(f"  cold bodies before the budget and of prometheus_client objects: same lines: {same}")
         if not same:
             return 1
+    print(f"  an instance that does not hold the refresh: {standby_series(args.sites):,} series")
     print_server_table(results)
 
     if args.no_sqlite and args.no_postgres:
         return 0
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     config = bench_config(args.sites)
     if not args.no_sqlite:
         print_derived("SQLite", asyncio.run(derived_sqlite(config, args.probes, now)), args.probes)

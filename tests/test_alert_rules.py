@@ -1,6 +1,11 @@
 """Alert rules: promtool checks them and runs their unit tests; the rules stay
 generic (no per-site rule, targets from the metric) and every alert says what
-to check first. Also checks that the Alertmanager example routes every severity."""
+to check first. Also checks that the Alertmanager example routes every severity.
+
+A fleet gives the same alerts as one instance: besides the two-instance cases
+written in alerts_test.yml, every single-instance case is replayed here as a
+fleet (its series on a holder, a standby beside it; then both holding at once,
+as during a failover) and must give exactly the alerts it gives alone."""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.config import load_config
+from monitor.metrics import Metrics
+from monitor.metrics.definitions import DERIVED
 from tests.support.integration import need_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +73,78 @@ def test_a_wrong_expectation_makes_promtool_fail(tmp_path: Path):
     broken.write_text(yaml.safe_dump(tests))
     result = promtool("test", "rules", str(broken))
     assert result.returncode != 0
+
+
+# ---------------------------------------------------------------------------
+# a fleet gives the same alerts as one instance
+
+SINGLE = 'instance="qualimon:9137"'
+HOLDER, STANDBY = 'instance="qualimon-1:9137"', 'instance="qualimon-2:9137"'
+COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def derived_metric_names() -> set[str]:
+    """The families only the refresh holder exports, as monitor/metrics/ defines them."""
+    from prometheus_client import CollectorRegistry
+
+    metrics = Metrics(CollectorRegistry(), load_config(REPO / "config" / "paris-musees.yaml"))
+    return {getattr(metrics, name).spec.name for name in DERIVED}
+
+
+def minutes(duration: str) -> int:
+    units = {"d": 1440, "h": 60, "m": 1, "s": 1 / 60}
+    return int(sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", duration)))
+
+
+def as_fleet(test: dict, derived: set[str], *, double: bool) -> dict | None:
+    """`test` with two instances: the single instance's series on the holder, and on the standby the
+    same figures from the database when `double` (a failover), zeroed counters, status gauges at 0
+    (its watchers hold nothing) and the same config gauges. None for a case about `up` itself, and
+    for one that already has a fleet's series beside one instance's (the 7-day watchdog group)."""
+    series = test["input_series"]
+    if any(not s["series"].startswith("qualimon_") or SINGLE not in s["series"] for s in series):
+        return None
+    length = max(minutes(case["eval_time"]) for case in test["alert_rule_test"]) + 10
+    fleet = []
+    for s in series:
+        name = s["series"].split("{", 1)[0]
+        fleet.append({**s, "series": s["series"].replace(SINGLE, HOLDER)})
+        standby = s["series"].replace(SINGLE, STANDBY)
+        if name in derived:
+            if double:
+                fleet.append({**s, "series": standby})
+        elif name.endswith(COUNTER_SUFFIXES) or name.endswith(("_up", "_timestamp_seconds")):
+            fleet.append({"series": standby, "values": f"0x{length}"})
+        else:
+            fleet.append({**s, "series": standby})  # configuration: the same on every instance
+    return {**test, "input_series": fleet}
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["holder-and-standby", "both-holding-during-failover"])
+def test_every_single_instance_case_gives_the_same_alerts_with_two_instances(tmp_path: Path, double: bool):
+    cases = yaml.safe_load(ALERT_TESTS.read_text())
+    derived = derived_metric_names()
+    fleet = [t for t in (as_fleet(test, derived, double=double) for test in cases["tests"]) if t is not None]
+    replayed_alerts = {case["alertname"] for test in fleet for case in test["alert_rule_test"]}
+    assert replayed_alerts >= {"QualimonCommitmentBelowTarget", "QualimonProbeOverdue", "QualimonMailboxDown",
+                               "QualimonProbeSendFailures", "QualimonCalllogStale", "QualimonCalllogNeverIngested"}
+    replayed = tmp_path / "fleet_test.yml"
+    replayed.write_text(yaml.safe_dump({**cases, "rule_files": [str(ALERTS)], "tests": fleet}))
+    result = promtool("test", "rules", str(replayed))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_fleet_replay_would_catch_a_rule_that_sums_a_figure_from_the_database(tmp_path: Path):
+    summed = ALERTS.read_text().replace("max without (instance) (last_over_time(qualimon_probes_overdue[5m]))",
+                                        "sum without (instance) (qualimon_probes_overdue)")
+    assert summed != ALERTS.read_text()
+    (tmp_path / "alerts.yml").write_text(summed)
+    cases = yaml.safe_load(ALERT_TESTS.read_text())
+    fleet = [t for t in (as_fleet(test, derived_metric_names(), double=True) for test in cases["tests"]) if t]
+    replayed = tmp_path / "fleet_test.yml"
+    replayed.write_text(yaml.safe_dump({**cases, "rule_files": ["alerts.yml"], "tests": fleet}))
+    result = promtool("test", "rules", str(replayed))
+    assert result.returncode != 0 and "QualimonProbeOverdue" in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------

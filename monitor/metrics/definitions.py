@@ -4,38 +4,46 @@
 combination the config implies at value 0, so that `increase()` sees the
 first event and boards list every site from the first scrape.  Label values
 are only config names (site, channel, commitment, mailbox, source) and the
-small enums defined here: a value outside the start-up set is dropped (logged
-once; `strict=True` raises `UnknownLabel`) instead of creating a new series,
-which is what keeps the label sets bounded (never a probe id, an address or a
-subject).
+small enums defined here: a write naming a site, channel or value outside the
+start-up set is dropped (logged once; `strict=True` raises `UnknownLabel`)
+instead of creating a new series, which is what keeps the label sets bounded
+(never a probe id, an address or a subject).
 
-Metrics produced (name, type, labels):
+The cardinality budget (docs/design.md §6, "Budget"): at most `SITE_BUDGET`
+series per site, all commitments together.  So every series with a `site`
+label is a figure of the database, exported once per fleet by the instance
+that holds the refresh (`export_derived`); what an instance counts itself
+(counters, histograms) is network-level and summed over instances in queries.
+Per-site distributions come from PostgreSQL (the Site board).
+
+Metrics produced (name, type, labels); (derived) = from the database, shown
+only while `export_derived` is on:
 
 - ``qualimon_build_info`` gauge {version} = 1
-- ``qualimon_probes_sent_total`` counter {site, channel}
-- ``qualimon_probe_send_failures_total`` counter {site, channel, reason ∈ SEND_FAILURE_REASONS}
-- ``qualimon_responses_total`` counter {site, channel, kind ∈ the channel's ChannelSpec.responses}
-- ``qualimon_verdicts_total`` counter {site, commitment, verdict ∈ met/missed/void}
-- ``qualimon_response_delay_seconds`` histogram {site, commitment}
-- ``qualimon_response_delay_business_seconds`` histogram {site, commitment} (email commitments)
-- ``qualimon_probes_open`` gauge {site, channel}                      (snapshot)
-- ``qualimon_probes_overdue`` gauge {site, commitment}                (snapshot)
-- ``qualimon_oldest_open_probe_age_seconds`` gauge {site, channel}    (snapshot)
-- ``qualimon_commitment_compliance_ratio`` gauge {site, commitment, window} (snapshot)
-- ``qualimon_commitment_samples`` gauge {site, commitment, window, verdict} (snapshot)
+- ``qualimon_probes_sent_total`` counter {channel}
+- ``qualimon_probe_send_failures_total`` counter {channel, reason ∈ SEND_FAILURE_REASONS}
+- ``qualimon_responses_total`` counter {channel, kind ∈ the channel's ChannelSpec.responses}
+- ``qualimon_verdicts_total`` counter {commitment, verdict ∈ VERDICTS}
+- ``qualimon_response_delay_seconds`` histogram {commitment}
+- ``qualimon_response_delay_business_seconds`` histogram {commitment} (office-calendar channels)
+- ``qualimon_probes_open`` gauge {site, channel}          (derived; channels whose answers come later)
+- ``qualimon_probes_overdue`` gauge {site, commitment}    (derived; the same channels' commitments)
+- ``qualimon_oldest_open_probe_age_seconds`` gauge {channel}  (derived; the oldest over all sites)
+- ``qualimon_commitment_compliance_ratio`` gauge {site, commitment, window ∈ WINDOWS} (derived)
+- ``qualimon_commitment_samples`` gauge {site, commitment, window, verdict ∈ SAMPLE_VERDICTS} (derived)
 - ``qualimon_commitment_target_ratio`` gauge {commitment}
 - ``qualimon_commitment_threshold_seconds`` gauge {commitment} (wall-clock thresholds only)
-- ``qualimon_call_ring_seconds`` histogram {site, source ∈ mystery/calllog} (phone sites)
-- ``qualimon_calls_total`` counter {site, source, outcome ∈ CALL_OUTCOMES} (phone sites)
+- ``qualimon_call_ring_seconds`` histogram {source ∈ mystery/calllog} (when a channel makes calls)
+- ``qualimon_calls_total`` counter {source, outcome ∈ CALL_OUTCOMES} (same)
 - ``qualimon_mailbox_up`` gauge {mailbox}
 - ``qualimon_mailbox_last_success_timestamp_seconds`` gauge {mailbox}
 - ``qualimon_mailbox_messages_total`` counter {mailbox, bucket ∈ matched/unrelated/held/quarantined}
-- ``qualimon_mailbox_awaiting_review`` gauge {mailbox, bucket ∈ held/quarantined} (snapshot)
-- ``qualimon_mailbox_oldest_awaiting_review_timestamp_seconds`` gauge {mailbox} (snapshot; 0: none)
-- ``qualimon_verdicts_in_review`` gauge {commitment}                  (snapshot)
+- ``qualimon_mailbox_awaiting_review`` gauge {mailbox, bucket ∈ held/quarantined} (derived)
+- ``qualimon_mailbox_oldest_awaiting_review_timestamp_seconds`` gauge {mailbox} (derived; 0: none)
+- ``qualimon_verdicts_in_review`` gauge {commitment}                  (derived)
 - ``qualimon_calllog_last_ingest_timestamp_seconds`` gauge {source}
 - ``qualimon_calllog_rows_rejected_total`` counter {source, reason ∈ CALLLOG_REJECT_REASONS}
-- ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site, channel} (planned channels)
+- ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site} (derived; sites with a planned channel)
 
 Histogram buckets contain every commitment's nominal threshold (seconds,
 rings × cadence, working days × 86 400, business hours × 3 600), so the
@@ -43,9 +51,10 @@ bucket ``le="<threshold>"`` divided by ``_count`` is the on-time share of the
 answered probes without interpolation.
 
 Writers (the runner, the watchers, the call-log importer) call the plain
-methods of `Metrics`; the database-derived gauges are set only by
-`apply_snapshot`, from a `DerivedSnapshot` that a background task computes.
-A scrape reads memory only and never touches the database.
+methods of `Metrics`; the database-derived gauges are set by `apply_snapshot`,
+from a `DerivedSnapshot` that a background task computes (the runner also
+raises the last-send timestamp as it sends).  A scrape reads memory only and
+never touches the database.
 
 How the values are kept and served fast is `monitor.metrics.exposition`'s
 business; `/metrics` itself is `monitor.metrics.http`'s.
@@ -54,7 +63,7 @@ business; `/metrics` itself is `monitor.metrics.http`'s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,6 +71,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 import monitor
+from monitor.config.channels import ChannelSpec
 from monitor.config.models import Commitment, Config, Site
 from monitor.metrics.exposition import Exposition, Family, FamilySpec, Kind, LabelValues, register
 
@@ -73,13 +83,15 @@ HOUR = 3_600.0
 # ---------------------------------------------------------------------------
 # bounded label values
 
+#: Decided verdicts, counted network-wide in qualimon_verdicts_total.
 VERDICTS = ("met", "missed", "void")
-# `review` (held for an auditor) is counted as pending here, like in compliance: no series per site for it;
-# `qualimon_verdicts_in_review` counts it per commitment.
-SAMPLE_VERDICTS = ("met", "missed", "pending", "void")
+#: The verdicts a site's compliance is made of (met / (met + missed)); the others (pending, void...)
+#: per site are in the database (Site board, API), not worth a series per site × commitment each.
+SAMPLE_VERDICTS = ("met", "missed")
+#: The compliance window exported per site (the API computes any period).
+WINDOWS = ("30d",)
 MESSAGE_BUCKETS = ("matched", "unrelated", "held", "quarantined")
 REVIEW_BUCKETS = ("held", "quarantined")
-WINDOWS = ("30d", "90d")
 CALL_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed")
 CALL_SOURCES = ("mystery", "calllog")
 
@@ -138,9 +150,9 @@ CALLLOG_REJECT_REASONS: Mapping[str, str] = {
 # buckets
 
 # Email delays span minutes to weeks, phone delays seconds: one bucket list
-# covers both (a histogram has one list for all its series), so it is kept
-# short — every bucket costs one line per site × commitment on each scrape.
-# The thresholds are added to it by `delay_buckets`.
+# covers both (a histogram has one list for all its series).  The histograms
+# are network-level (one series per commitment), so a bucket costs a few
+# lines, not one per site.  The thresholds are added to it by `delay_buckets`.
 BASE_DELAY_BUCKETS = (
     5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 300.0, 1800.0,
     HOUR, 4 * HOUR, 12 * HOUR,
@@ -184,18 +196,36 @@ class UnknownLabel(ValueError):
 
 MAX_WARNINGS = 100  # distinct dropped label sets worth a log line; beyond, stay quiet
 
+#: At most this many series carry one site's label, all metrics and commitments together
+#: (docs/design.md §6, "Budget"; tests/monitor/test_metrics_budget.py holds it).
+SITE_BUDGET = 30
+
+
+def waits_for_answers(spec: ChannelSpec) -> bool:
+    """Whether a probe of this channel stays open after it is sent, waiting for answers.
+
+    A call is judged when it ends: its probes are open for the length of a call
+    and its commitments are never overdue for longer, so per-site open and
+    overdue series for them would be zeros that cost one series per site each."""
+    return not spec.calls
+
 
 @dataclass(frozen=True)
 class Layout:
-    """Every label combination the config implies, computed once."""
+    """Every label combination the config implies, computed once, in config order."""
 
     site_channels: tuple[tuple[str, str], ...]
-    planned_site_channels: tuple[tuple[str, str], ...]
     site_commitments: tuple[tuple[str, str], ...]
-    timed_site_commitments: tuple[tuple[str, str], ...]   # those with a deadline (not quality ones)
-    written_site_commitments: tuple[tuple[str, str], ...]
-    site_responses: tuple[tuple[str, str, str], ...]
+    planned_site_channels: tuple[tuple[str, str], ...]
     call_sites: tuple[str, ...]
+    channels: tuple[str, ...]              # channels some site has
+    commitments: tuple[str, ...]           # commitments of those channels
+    timed_commitments: tuple[str, ...]     # those with a deadline (quality ones have none)
+    written_commitments: tuple[str, ...]   # of office-calendar channels (business delay)
+    channel_responses: tuple[tuple[str, str], ...]
+    open_site_channels: tuple[tuple[str, str], ...]        # per-site open probes (derived)
+    overdue_site_commitments: tuple[tuple[str, str], ...]  # per-site overdue probes (derived)
+    planned_sites: tuple[str, ...]         # per-site watchdog (derived)
     mailboxes: tuple[str, ...]
     sources: tuple[str, ...]
 
@@ -203,21 +233,28 @@ class Layout:
     def from_config(cls, config: Config, source_ids: Sequence[str] = ()) -> Layout:
         specs = config.channels
         pairs = [(s, ch) for s in config.sites for ch in config.site_channels(s)]
+        used = {ch for _, ch in pairs}
+        commitments = tuple(cid for cid, c in config.commitments.items() if c.channel in used)
+        timed = tuple(cid for cid in commitments if config.commitments[cid].within is not None)
+        waiting = [(s, ch) for s, ch in pairs if waits_for_answers(specs[ch])]
+        planned = tuple((s.id, ch) for s, ch in pairs if _planned(config, s, ch))
         return cls(
             site_channels=tuple((s.id, ch) for s, ch in pairs),
-            planned_site_channels=tuple((s.id, ch) for s, ch in pairs if _planned(config, s, ch)),
             site_commitments=tuple((s.id, cid) for s, ch in pairs for cid in config.commitments_for(ch)),
+            planned_site_channels=planned,
+            call_sites=tuple(dict.fromkeys(s.id for s, ch in pairs if specs[ch].calls)),
+            channels=tuple(ch for ch in specs if ch in used),
+            commitments=commitments,
             # A quality commitment has no deadline: no delay to observe, nothing overdue.
-            timed_site_commitments=tuple((s.id, cid) for s, ch in pairs for cid, c in config.commitments_for(ch).items()
-                                         if c.within is not None),
+            timed_commitments=timed,
             # Business delay (time inside working days) describes written answers;
             # a call is answered in seconds, where it would only repeat the wall clock.
-            written_site_commitments=tuple(
-                (s.id, cid) for s, ch in pairs if specs[ch].office_calendar
-                for cid, c in config.commitments_for(ch).items() if c.within is not None
-            ),
-            site_responses=tuple((s.id, ch, kind) for s, ch in pairs for kind in specs[ch].responses),
-            call_sites=tuple(dict.fromkeys(s.id for s, ch in pairs if specs[ch].calls)),
+            written_commitments=tuple(cid for cid in timed if specs[config.commitments[cid].channel].office_calendar),
+            channel_responses=tuple((ch, kind) for ch in specs if ch in used for kind in specs[ch].responses),
+            open_site_channels=tuple((s.id, ch) for s, ch in waiting),
+            overdue_site_commitments=tuple((s.id, cid) for s, ch in waiting for cid in config.commitments_for(ch)
+                                           if cid in timed),
+            planned_sites=tuple(dict.fromkeys(site for site, _ in planned)),
             mailboxes=tuple(config.mailboxes),
             sources=tuple(dict.fromkeys(source_ids)),
         )
@@ -249,7 +286,7 @@ class DerivedSnapshot:
 
     #: (site, commitment, window) -> met / (met + missed); 0 when nothing is decided
     compliance_ratio: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
-    #: (site, commitment, window, verdict ∈ met/missed/pending/void) -> probes
+    #: (site, commitment, window, verdict ∈ met/missed/pending/void) -> probes (met and missed are exported)
     samples: Mapping[tuple[str, str, str, str], int] = field(default_factory=dict)
     #: (site, channel) -> probes sent and still waiting for at least one verdict
     probes_open: Mapping[tuple[str, str], int] = field(default_factory=dict)
@@ -258,7 +295,8 @@ class DerivedSnapshot:
     probes_overdue: Mapping[tuple[str, str], int] = field(default_factory=dict)
     #: (site, channel) -> age of the oldest open probe, 0 when none is open
     oldest_open_probe_age_seconds: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    #: (site, channel) -> last sent_at in the store; restores the watchdog after a restart
+    #: (site, channel) -> last sent_at in the store: the sends of the whole fleet, for the watchdog
+    #: (after a restart all of them; then the recent ones, see `monitor.derived.compute_snapshot`)
     last_probe_sent: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
     #: call-log source -> last successful ingest in the store; same purpose
     calllog_last_ingest: Mapping[str, datetime] = field(default_factory=dict)
@@ -284,15 +322,22 @@ def _known_reason(reason: str, reasons: Mapping[str, str]) -> str:
     return reason if reason in reasons else "other"
 
 
+#: The families computed from the database (`apply_snapshot`), exported only while `export_derived` is on.
+DERIVED = ("probes_open", "probes_overdue", "oldest_open_age", "compliance", "samples", "last_sent",
+           "awaiting_review", "oldest_review", "in_review")
+
+
 def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Iterable[LabelValues]]]:
     """Every family (exposition order) with every series the config implies."""
     sc, scm = ("site", "channel"), ("site", "commitment")
-    windows = _product(lay.site_commitments, WINDOWS)
-    call_sources = _product(((s,) for s in lay.call_sites), CALL_SOURCES)
     delays = delay_buckets(config)
-    commitments = [(cid,) for cid in config.commitments]
+    channels = [(ch,) for ch in lay.channels]
+    commitments = [(cid,) for cid in lay.commitments]
+    targets = [(cid,) for cid in config.commitments]
     wall_clock = [(cid,) for cid, c in config.commitments.items() if c.threshold_seconds is not None]
+    call_sources = [(source,) for source in CALL_SOURCES] if lay.call_sites else []
     mailboxes, sources = [(m,) for m in lay.mailboxes], [(s,) for s in lay.sources]
+    windows = _product(lay.site_commitments, WINDOWS)
 
     def spec(name: str, kind: Kind, doc: str, labels: Sequence[str], buckets: tuple[float, ...] = ()) -> FamilySpec:
         return FamilySpec(name, kind, doc, tuple(labels), buckets)
@@ -300,37 +345,40 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
     return {
         "build_info": (spec("qualimon_build_info", "gauge", "qualimon version running (value 1)", ["version"]),
                        [(monitor.__version__,)]),
-        "probes_sent": (spec("qualimon_probes_sent", "counter", "Probes sent", sc), lay.site_channels),
+        "probes_sent": (spec("qualimon_probes_sent", "counter", "Probes sent by this instance", ["channel"]),
+                        channels),
         "send_failures": (spec("qualimon_probe_send_failures", "counter", "Probes the monitor failed to send (void)",
-                               [*sc, "reason"]), _product(lay.site_channels, SEND_FAILURE_REASONS)),
-        "responses": (spec("qualimon_responses", "counter", "Messages matched to a probe, by kind", [*sc, "kind"]),
-                      lay.site_responses),
+                               ["channel", "reason"]), _product(channels, SEND_FAILURE_REASONS)),
+        "responses": (spec("qualimon_responses", "counter", "Messages matched to a probe, by kind",
+                           ["channel", "kind"]), lay.channel_responses),
         "verdicts": (spec("qualimon_verdicts", "counter", "Decided verdicts per probe and commitment",
-                          [*scm, "verdict"]), _product(lay.site_commitments, VERDICTS)),
-        "delay": (spec("qualimon_response_delay_seconds", "histogram", "Wall-clock delay of answers", scm, delays),
-                  lay.timed_site_commitments),
+                          ["commitment", "verdict"]), _product(commitments, VERDICTS)),
+        "delay": (spec("qualimon_response_delay_seconds", "histogram", "Wall-clock delay of answers",
+                       ["commitment"], delays), [(cid,) for cid in lay.timed_commitments]),
         "business_delay": (spec("qualimon_response_delay_business_seconds", "histogram",
-                                "Delay of answers counted inside working days", scm, delays),
-                           lay.written_site_commitments),
+                                "Delay of answers counted inside working days", ["commitment"], delays),
+                           [(cid,) for cid in lay.written_commitments]),
         "probes_open": (spec("qualimon_probes_open", "gauge", "Probes waiting for a verdict (from the database)", sc),
-                        lay.site_channels),
+                        lay.open_site_channels),
         "probes_overdue": (spec("qualimon_probes_overdue", "gauge",
                                 "Probes past a deadline with no qualifying answer yet (from the database)", scm),
-                           lay.timed_site_commitments),
+                           lay.overdue_site_commitments),
         "oldest_open_age": (spec("qualimon_oldest_open_probe_age_seconds", "gauge",
-                                 "Age of the oldest open probe (from the database)", sc), lay.site_channels),
+                                 "Age of the oldest open probe of any site (from the database)", ["channel"]),
+                            channels),
         "compliance": (spec("qualimon_commitment_compliance_ratio", "gauge",
                             "Share of decided probes that met the commitment (from the database)",
                             [*scm, "window"]), windows),
-        "samples": (spec("qualimon_commitment_samples", "gauge", "Probes per verdict in the window (from the database)",
+        "samples": (spec("qualimon_commitment_samples", "gauge",
+                         "Decided probes per verdict in the window (from the database)",
                          [*scm, "window", "verdict"]), _product(windows, SAMPLE_VERDICTS)),
         "target": (spec("qualimon_commitment_target_ratio", "gauge", "Configured target ratio", ["commitment"]),
-                   commitments),
+                   targets),
         "threshold": (spec("qualimon_commitment_threshold_seconds", "gauge", "Configured wall-clock threshold",
                            ["commitment"]), wall_clock),
-        "ring": (spec("qualimon_call_ring_seconds", "histogram", "Ringing time until answer", ["site", "source"],
+        "ring": (spec("qualimon_call_ring_seconds", "histogram", "Ringing time until answer", ["source"],
                       ring_buckets(config)), call_sources),
-        "calls": (spec("qualimon_calls", "counter", "Calls by outcome", ["site", "source", "outcome"]),
+        "calls": (spec("qualimon_calls", "counter", "Calls by outcome", ["source", "outcome"]),
                   _product(call_sources, CALL_OUTCOMES)),
         "mailbox_up": (spec("qualimon_mailbox_up", "gauge", "1 when the mystery mailbox is reachable", ["mailbox"]),
                        mailboxes),
@@ -353,8 +401,9 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
                                 "Last successful call-log ingest", ["source"]), sources),
         "rows_rejected": (spec("qualimon_calllog_rows_rejected", "counter", "Call-log rows not imported",
                                ["source", "reason"]), _product(sources, CALLLOG_REJECT_REASONS)),
-        "last_sent": (spec("qualimon_last_probe_sent_timestamp_seconds", "gauge", "Last probe sent", sc),
-                      lay.planned_site_channels),
+        "last_sent": (spec("qualimon_last_probe_sent_timestamp_seconds", "gauge",
+                           "Last probe sent to the site on a planned channel, by any instance (from the database)",
+                           ["site"]), [(site,) for site in lay.planned_sites]),
     }
 
 
@@ -394,14 +443,19 @@ class Metrics:
         legitimately hold probes of a site that has since left the config."""
         self.strict = strict
         self._warned: set[tuple[str, LabelValues]] = set()
-        self.layout = Layout.from_config(config, source_ids)
+        self.layout = lay = Layout.from_config(config, source_ids)
+        self._site_channels = frozenset(lay.site_channels)
+        self._site_commitments = frozenset(lay.site_commitments)
+        self._planned = frozenset(lay.planned_site_channels)
+        self._call_sites = frozenset(lay.call_sites)
         # The store's timestamps already raised, by key (see `apply_snapshot`).
         self._seen_sent: Mapping[tuple[str, str], datetime] = {}
         self._seen_ingest: Mapping[str, datetime] = {}
-        definitions = _definitions(config, self.layout)
+        definitions = _definitions(config, lay)
         self._exposition = Exposition(definitions.values())
-        for name, family in zip(definitions, self._exposition.families):
+        for name, family in zip(definitions, self._exposition.families, strict=True):
             setattr(self, name, family)
+        self._derived = [getattr(self, name) for name in DERIVED]
         self._exposition.set(self.build_info, 0, 1)
         for cid, commitment in config.commitments.items():
             self._exposition.set(self.target, self.target.index[(cid,)], commitment.target_ratio)
@@ -411,19 +465,28 @@ class Metrics:
 
     # ---- label checks
 
-    def _series(self, family: Family, *labels: str) -> int | None:
-        index = family.index.get(labels)
-        if index is not None:
-            return index
-        shown = family.spec.shown
-        message = (f"{shown}{dict(zip(family.spec.labelnames, labels))} is not a series of this config "
-                   "(labels are config names and known enum values); the update is dropped")
+    def _refuse(self, shown: str, labels: LabelValues, message: str) -> None:
         if self.strict:
             raise UnknownLabel(message)
         if len(self._warned) < MAX_WARNINGS and (shown, labels) not in self._warned:
             self._warned.add((shown, labels))
             log.warning(message)
-        return None
+
+    def _series(self, family: Family, *labels: str) -> int | None:
+        index = family.index.get(labels)
+        if index is None:
+            shown, named = family.spec.shown, dict(zip(family.spec.labelnames, labels, strict=False))
+            self._refuse(shown, labels, f"{shown}{named} is not a series of this config (labels are config names "
+                         "and known enum values); the update is dropped")
+        return index
+
+    def _known(self, known: frozenset[Any], key: Any, what: str) -> bool:
+        """Whether `key` (a site, or a site and its channel or commitment) is in the config; else refused."""
+        if key in known:
+            return True
+        self._refuse(what, key if isinstance(key, tuple) else (key,),
+                     f"{what} {key!r} is not in this config; the update is dropped")
+        return False
 
     def _inc(self, family: Family, *labels: str, amount: float = 1.0) -> None:
         series = self._series(family, *labels)
@@ -446,18 +509,22 @@ class Metrics:
 
     def probe_sent(self, site: str, channel: str, at: datetime) -> None:
         sent = _epoch(at)  # a naive instant is refused before anything is counted
-        self._inc(self.probes_sent, site, channel)
-        # One-off probes on a paused channel count, but do not arm the watchdog
-        # (the paused channel has no watchdog series, so this is a no-op for it).
-        self._set_timestamp(self.last_sent, (site, channel), sent)
+        if not self._known(self._site_channels, (site, channel), "site and channel"):
+            return
+        self._inc(self.probes_sent, channel)
+        # One-off probes on a paused channel count, but do not arm the watchdog.
+        if (site, channel) in self._planned:
+            self._set_timestamp(self.last_sent, (site,), sent)
 
     def send_failed(self, site: str, channel: str, reason: str) -> None:
         """`reason` is one of SEND_FAILURE_REASONS or free text, see `send_failure_reason`."""
-        self._inc(self.send_failures, site, channel, send_failure_reason(reason))
+        if self._known(self._site_channels, (site, channel), "site and channel"):
+            self._inc(self.send_failures, channel, send_failure_reason(reason))
 
     def response(self, site: str, channel: str, kind: str) -> None:
         """A written answer matched to a probe (phone answers go to `call`)."""
-        self._inc(self.responses, site, channel, kind)
+        if self._known(self._site_channels, (site, channel), "site and channel"):
+            self._inc(self.responses, channel, kind)
 
     def verdict(self, site: str, commitment: str, verdict: str,
                 delay_seconds: float | None = None, business_delay_seconds: float | None = None) -> None:
@@ -469,20 +536,24 @@ class Metrics:
         The `le="<threshold>"` bucket over `_count` is the on-time share of the
         *answered* probes; unanswered misses are only in `verdicts_total`.
         """
-        self._inc(self.verdicts, site, commitment, verdict)
+        if not self._known(self._site_commitments, (site, commitment), "site and commitment"):
+            return
+        self._inc(self.verdicts, commitment, verdict)
         if verdict not in ("met", "missed"):
             return
         if delay_seconds is not None:
-            self._observe(self.delay, (site, commitment), delay_seconds)
-        written = self.business_delay.index.get((site, commitment))
+            self._observe(self.delay, (commitment,), delay_seconds)
+        written = self.business_delay.index.get((commitment,))
         if business_delay_seconds is not None and written is not None:
             self._exposition.observe(self.business_delay, written, business_delay_seconds)
 
     def call(self, site: str, source: str, outcome: str, ring_seconds: float | None = None) -> None:
         """A mystery call or a call-log record; pass `ring_seconds` for answered calls."""
-        self._inc(self.calls, site, source, outcome)
+        if not self._known(self._call_sites, site, "calling site"):
+            return
+        self._inc(self.calls, source, outcome)
         if ring_seconds is not None:
-            self._observe(self.ring, (site, source), ring_seconds)
+            self._observe(self.ring, (source,), ring_seconds)
 
     # ---- writers: watchers and importers
 
@@ -509,10 +580,26 @@ class Metrics:
 
     # ---- the background refresh
 
+    def export_derived(self, on: bool) -> None:
+        """Whether this instance exports the database-derived families (`DERIVED`).
+
+        In a fleet only the holder of the refresh exports them, so that a
+        query over instances neither doubles nor mixes them; an instance that
+        does not hold it shows none of their series, not zeros.  Off takes
+        effect at once; on takes effect with the next `apply_snapshot`, so a
+        new holder never shows the zeros or the stale values it had while
+        standing by.  A new `Metrics` exports them (one instance alone)."""
+        self._exposition.show(self._derived, on, at_next_defer=on)
+
+    @property
+    def exports_derived(self) -> bool:
+        """Whether the derived families are in the exposition now (or will be at the next snapshot)."""
+        return self._exposition.showing(self._derived)
+
     def apply_snapshot(self, snapshot: DerivedSnapshot) -> None:
         """Set the database-derived gauges from memory (no I/O); cheap enough for the event loop.
 
-        The gauges (up to ~500 000 entries at 10 000 sites) are turned into
+        The gauges (up to ~200 000 entries at 10 000 sites) are turned into
         values by the next reader, in its thread (see `Exposition.defer`), so
         the snapshot's mappings must not change afterwards (`compute_snapshot`
         builds new ones each time).  The timestamps are raised now, but only
@@ -523,20 +610,45 @@ class Metrics:
             (self.samples, snapshot.samples),
             (self.probes_open, snapshot.probes_open),
             (self.probes_overdue, snapshot.probes_overdue),
-            (self.oldest_open_age, snapshot.oldest_open_probe_age_seconds),
+            (self.oldest_open_age, _OldestByChannel(snapshot.oldest_open_probe_age_seconds)),
             (self.awaiting_review, snapshot.awaiting_review),
             (self.oldest_review, snapshot.oldest_awaiting_review),
             (self.in_review, snapshot.verdicts_in_review),
         ])
         sent, ingested = snapshot.last_probe_sent, snapshot.calllog_last_ingest
         stamps: list[tuple[Family, LabelValues, datetime]] = [
-            (self.last_sent, labels, at) for labels, at in _changed(sent, self._seen_sent).items()]
+            (self.last_sent, (site,), at) for (site, channel), at in _changed(sent, self._seen_sent).items()
+            if (site, channel) in self._planned]
         stamps += [(self.calllog_ingest, (source,), at) for source, at in _changed(ingested, self._seen_ingest).items()]
         self._exposition.raise_many([(family, family.index[labels], _epoch(at)) for family, labels, at in stamps
                                      if labels in family.index])
         self._seen_sent, self._seen_ingest = sent, ingested
 
 
+class _OldestByChannel(Mapping[tuple[str], float]):
+    """(site, channel) → age, read as (channel,) → the oldest over sites; computed by the reader that needs it."""
+
+    def __init__(self, by_site: Mapping[tuple[str, str], float]):
+        self._by_site = by_site
+        self._oldest: dict[tuple[str], float] | None = None
+
+    def _computed(self) -> dict[tuple[str], float]:
+        if self._oldest is None:
+            oldest: dict[tuple[str], float] = {}
+            for (_, channel), age in self._by_site.items():
+                oldest[(channel,)] = max(age, oldest.get((channel,), 0.0))
+            self._oldest = oldest
+        return self._oldest
+
+    def __getitem__(self, key: tuple[str]) -> float:
+        return self._computed()[key]
+
+    def __iter__(self) -> Iterator[tuple[str]]:
+        return iter(self._computed())
+
+    def __len__(self) -> int:
+        return len(self._computed())
+
+
 def _changed(new: Mapping[Any, datetime], old: Mapping[Any, datetime]) -> dict[Any, datetime]:
     return {key: at for key, at in new.items() if old.get(key) != at}
-

@@ -1,22 +1,27 @@
 """The exposition engine behind /metrics: flat values, cached text blocks, prometheus_client's lines.
 
-Why not prometheus_client's own metric objects: at 10 000 sites × 4
-commitments the config implies ~2.5 M sample lines (240 MB of text).  One
-Python object (with its own lock) per series took 15-30 s and 1.2 GB to build,
-and each exposition 22-58 s, rendered on the event loop: beyond Prometheus'
-10 s scrape timeout, with every probe frozen meanwhile.  So (`Exposition`):
+Why not prometheus_client's own metric objects: before the cardinality
+budget, 10 000 sites × 4 commitments implied ~2.5 M sample lines (240 MB of
+text); one Python object (with its own lock) per series took 15-30 s and
+1.2 GB to build, and each exposition 22-58 s, rendered on the event loop.
+Within the budget (160 000 lines, 15 MB) a scrape must still stay well under
+Prometheus' timeout while every derived value may change at each refresh.
+So (`Exposition`):
 
 - values live in one flat list, one slot per exposition line, found through
   label tuples indexed once at start-up; a histogram is its cumulative bucket
   slots, then `_count` and `_sum`;
 - the text is cached per block of ~2 000 lines; a write marks its block dirty
-  and the next scrape patches only the changed lines into the cached text;
+  and the next render patches only the changed lines into the cached text,
+  or rewrites a block whose values changed wholesale from its kept prefixes;
 - a scrape runs in a worker thread, never on the loop.  It copies the dirty
   blocks' values under one short lock, so it shows one instant (a
   histogram's buckets, count and sum together; a snapshot whole), then
   streams the cached blocks;
-- `apply_snapshot` only hands the snapshot over; the next reader turns its
-  entries into values, in its own thread;
+- `apply_snapshot` only hands the snapshot over; a worker thread turns its
+  entries into values and text ahead of the next scrape (`prepare`);
+- families can be left out of the exposition (`show`): an instance of a
+  fleet that does not hold the refresh exports no database figures;
 - with ``Accept-Encoding: gzip`` each block is also kept as a raw deflate
   segment ending on a byte boundary, so the body is the concatenation of the
   cached segments (as pigz does) and gzip costs the CRC of the text and the
@@ -33,7 +38,9 @@ the same registry is appended to the fast text by prometheus_client's encoder.
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
 import struct
 import threading
 import weakref
@@ -42,7 +49,7 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import compress, count, cycle
+from itertools import compress, count, cycle, repeat
 from operator import itemgetter, ne
 from typing import Any, Literal
 
@@ -51,6 +58,8 @@ from prometheus_client.exposition import generate_latest as text_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger("qualimon.metrics")
 
 # ---------------------------------------------------------------------------
 # the exposition engine: flat values, cached text blocks, prometheus_client's lines
@@ -64,6 +73,8 @@ LineMask = tuple[bool, ...] | None
 #: patch costs ~0.2 ms per block plus ~0.5 µs per changed line; 10 000 sites
 #: make ~1 200 blocks of ~200 kB.
 BLOCK_LINES = 2048
+#: A block with at least 1/REWRITE_SHARE of its lines changed is rewritten whole, not patched line by line.
+REWRITE_SHARE = 4
 #: zlib level of the cached gzip segments.  At 10 000 sites level 1 deflates the
 #: whole text in 0.4 s to 9.9 MB, level 6 in 1.5 s to 8.5 MB: re-deflating the
 #: dirty blocks is what each scrape pays, so the faster level wins.
@@ -126,7 +137,7 @@ def _label_text(series: Sequence[LabelValues], labelnames: Sequence[str]) -> Seq
         if order == list(range(len(labelnames))):
             return series
         return list(map(itemgetter(*order), series))  # two labels or more here: itemgetter gives tuples
-    return [tuple(mapping[labels[i]] for i, mapping in zip(order, escaped)) for labels in series]
+    return [tuple(mapping[labels[i]] for i, mapping in zip(order, escaped, strict=True)) for labels in series]
 
 
 _VALUE_TEXT: dict[float, str] = {0.0: "0.0\n", 1.0: "1.0\n"}
@@ -144,6 +155,14 @@ def _value_line(value: float) -> str:
 
 
 _VALUE_BYTES: dict[float, bytes] = {0.0: b"0.0", 1.0: b"1.0"}
+
+
+def _value_lines(values: Sequence[float]) -> list[str]:
+    """`_value_line` of each value, the cached ones looked up in one C loop."""
+    texts = list(map(_VALUE_TEXT.get, values))
+    if None in texts:
+        return [text if text is not None else _value_line(value) for text, value in zip(texts, values, strict=True)]
+    return texts  # type: ignore[return-value]  # no None left in it
 
 
 def _value_bytes(value: float) -> bytes:
@@ -180,7 +199,7 @@ class Family:
     def __init__(self, spec: FamilySpec, series: Iterable[LabelValues], first_slot: int, first_block: int):
         self.spec = spec
         self.series: tuple[LabelValues, ...] = tuple(dict.fromkeys(series))
-        self.index: dict[LabelValues, int] = dict(zip(self.series, range(len(self.series))))
+        self.index: dict[LabelValues, int] = dict(zip(self.series, range(len(self.series)), strict=True))
         lines = spec.lines()
         self.width = len(lines)
         self.templates = tuple(_line_template(name, spec.labelnames, le) for name, le in lines)
@@ -190,6 +209,7 @@ class Family:
         self.first_block = first_block
         self.block_series = max(1, BLOCK_LINES // self.width)
         self.n_blocks = -(-len(self.series) // self.block_series)
+        self._prefixes: dict[int, list[str]] = {}  # blocks rewritten whole, see `rerender`
 
     @property
     def n_slots(self) -> int:
@@ -214,23 +234,32 @@ class Family:
 
     def render(self, block: int, values: Sequence[float]) -> bytes:
         """The block's lines; `values` are its slots, in order."""
+        return "".join(map(str.__add__, self._line_prefixes(block), _value_lines(values))).encode()
+
+    def rerender(self, block: int, values: Sequence[float]) -> bytes:
+        """`render`, keeping the block's line prefixes: for a block whose values change wholesale
+        (a snapshot of the database), rewriting it is 3× cheaper than patching each line."""
+        prefixes = self._prefixes.get(block)
+        if prefixes is None:
+            prefixes = self._prefixes[block] = self._line_prefixes(block)
+        return "".join(map(str.__add__, prefixes, _value_lines(values))).encode()
+
+    def _line_prefixes(self, block: int) -> list[str]:
         first, end = self.block_series_range(block)
-        prefixes = [template % labels for labels in self.label_text[first:end] for template in self.templates]
-        return "".join(map(str.__add__, prefixes, map(_value_line, values))).encode()
+        return [template % labels for labels in self.label_text[first:end] for template in self.templates]
 
     def sample_mask(self, names: Collection[str]) -> tuple[bool, ...]:
         """For each line of a series, whether its sample name is one of `names`."""
         return tuple(name in names for name in self.sample_names)
 
     def dense(self, values: Mapping[Any, float]) -> list[float]:
-        """Every series of a gauge family, 0 where `values` has no entry; keys outside it are ignored."""
-        dense = [0.0] * len(self.series)
-        index = self.index
-        for labels, value in values.items():
-            i = index.get(labels)
-            if i is not None:
-                number = float(value)
-                dense[i] = number if math.isfinite(number) else 0.0
+        """Every series of a gauge family, 0 where `values` has no entry; keys outside it are ignored.
+
+        Looked up series by series, in C loops: ~100 000 series at 10 000 sites, and a snapshot
+        may hold more keys than the family has series (verdicts or channels it does not export)."""
+        dense = list(map(float, map(values.get, self.series, repeat(0.0))))
+        if not all(map(math.isfinite, dense)):
+            return [number if math.isfinite(number) else 0.0 for number in dense]
         return dense
 
     def to_metric(self, values: Sequence[float]) -> Metric:
@@ -238,7 +267,7 @@ class Family:
         metric = Metric(self.spec.name, self.spec.documentation, self.spec.kind)
         lines = self.spec.lines()
         for i, labels in enumerate(self.series):
-            base, slot = dict(zip(self.spec.labelnames, labels)), self.slot(i)
+            base, slot = dict(zip(self.spec.labelnames, labels, strict=True)), self.slot(i)
             for j, (name, le) in enumerate(lines):
                 metric.add_sample(name, base if le is None else {**base, "le": le}, values[slot + j])
         return metric
@@ -290,12 +319,18 @@ class Exposition:
         self._render_lock = threading.Lock()  # one render at a time owns `_text` and `_deflated`
         self._dirty: set[int] = set(range(blocks))  # rendered on the first scrape, off the loop
         self._pending: list[tuple[Family, Mapping[Any, float]]] | None = None  # see `defer`
+        self._position = {id(family): i for i, family in enumerate(self.families)}
+        self._hidden: frozenset[int] = frozenset()  # families left out of the exposition, see `show`
+        self._show_at_next_defer: frozenset[int] = frozenset()
+        self._show_with_pending: frozenset[int] = frozenset()
+        self._turned_off: frozenset[int] = frozenset()  # since the deferred set being applied was taken
         self._text: list[bytes] = [b""] * blocks
         self._shown: list[list[float] | None] = [None] * blocks  # the values `_text` shows
         self._deflated: list[bytes | None] = [None] * blocks
         self._headers = {om: [_header(f.spec, om) for f in self.families] for om in (False, True)}
         self._deflated_headers = {om: list(map(_deflate, texts)) for om, texts in self._headers.items()}
         self._muted = threading.local()
+        self._queued = False  # handed to the preparer, not yet prepared
 
     # ---- writes (any thread; in practice the event loop)
 
@@ -331,25 +366,71 @@ class Exposition:
             self._dirty.add(family.block(series))
 
     def defer(self, gauges: Sequence[tuple[Family, Mapping[Any, float]]]) -> None:
-        """Replace whole gauge families from label → value mappings, at the next read.
+        """Replace whole gauge families from label → value mappings, before the next read.
 
-        Turning the ~500 000 entries of a full snapshot into slots costs ~0.3 s
-        of Python: on the event loop (where the service applies snapshots) that
-        would stall every probe, so the next scrape or `collect()` does it in its
-        own thread.  Only the latest deferred set counts, and it is applied
-        whole, so no scrape sees half of it."""
+        Turning the ~150 000 series of a full snapshot into values and text
+        costs ~0.1 s: on the event loop (where the service applies snapshots)
+        that would stall every probe, so a worker thread does it (`prepare`)
+        ahead of the next scrape, or that scrape (or `collect()`) does it in
+        its own thread if it comes first.  Only the latest deferred set counts,
+        and it is applied whole, so no scrape sees half of it."""
         with self._lock:
             self._pending = list(gauges)
+            self._show_with_pending |= self._show_at_next_defer
+            self._show_at_next_defer = frozenset()
+            queued, self._queued = self._queued, True
+        if not queued:
+            _PREPARER.submit(self)
+
+    def prepare(self) -> None:
+        """What the next scrape would do first: deferred values in, dirty blocks rendered and deflated."""
+        with self._render_lock:
+            with self._lock:
+                self._queued = False
+            self._apply_pending()
+            self._render_dirty()
+            for block, segment in enumerate(self._deflated):
+                if segment is None:
+                    self._deflated_block(block)
+
+    def show(self, families: Iterable[Family], on: bool, *, at_next_defer: bool = False) -> None:
+        """Put `families` in the exposition or leave them out (their values are kept either way).
+
+        With `at_next_defer`, they come in together with the values of the
+        next `defer`, when a reader applies them: no scrape shows them before."""
+        positions = frozenset(self._position[id(family)] for family in families)
+        with self._lock:
+            if not on:
+                self._hidden |= positions
+                self._turned_off |= positions
+                self._show_at_next_defer -= positions
+                self._show_with_pending -= positions
+            elif at_next_defer:
+                self._show_at_next_defer |= positions
+            else:
+                self._hidden -= positions
+
+    def showing(self, families: Iterable[Family]) -> bool:
+        """Whether none of `families` is left out (counting those that come in at the next `defer`)."""
+        positions = frozenset(self._position[id(family)] for family in families)
+        with self._lock:
+            coming = self._show_at_next_defer | self._show_with_pending
+            return not (positions & self._hidden - coming)
 
     def _apply_pending(self) -> None:
-        """Caller holds `_render_lock`, so deferred sets are applied in the order they came."""
+        """Caller holds `_render_lock`, so deferred sets are applied in the order they came, and no
+        reader sees one half applied: `_lock` is taken family by family, so writers wait less."""
         with self._lock:
             pending, self._pending = self._pending, None
+            show, self._show_with_pending = self._show_with_pending, frozenset()
+            self._turned_off = frozenset()
         if pending:
             dense = [(family, family.dense(values)) for family, values in pending]
-            with self._lock:
-                for family, values in dense:
+            for family, values in dense:
+                with self._lock:
                     self._replace(family, values)
+            with self._lock:  # not those turned off meanwhile: off takes effect at once
+                self._hidden -= show - self._turned_off
 
     def _replace(self, family: Family, values: list[float]) -> None:
         """Caller holds `_lock`; blocks whose values did not change keep their cached text."""
@@ -398,23 +479,28 @@ class Exposition:
             dirty, self._dirty = self._dirty, set()
             work = [(block, self._values[self._block_family[block].block_slots(block)]) for block in dirty]
         for block, values in work:
-            shown = self._shown[block]
+            shown, family = self._shown[block], self._block_family[block]
             if shown is None:
-                self._text[block] = self._block_family[block].render(block, values)
+                self._text[block] = family.render(block, values)
             else:
                 changed = list(compress(count(), map(ne, shown, values)))
                 if not changed:
                     continue  # written and written back, or set to the value it had
-                self._text[block] = _patch(self._text[block], changed, values)
+                if len(changed) * REWRITE_SHARE >= len(values):
+                    self._text[block] = family.rerender(block, values)
+                else:
+                    self._text[block] = _patch(self._text[block], changed, values)
             self._shown[block] = values
             self._deflated[block] = None
 
     def _select(self, names: Collection[str] | None) -> list[tuple[int, LineMask]]:
         """(family index, lines kept) of each family shown; lines kept is None for all of them."""
+        hidden = self._hidden
+        shown = [(i, family) for i, family in enumerate(self.families) if i not in hidden]
         if names is None:
-            return [(i, None) for i in range(len(self.families))]
+            return [(i, None) for i, _ in shown]
         selection: list[tuple[int, LineMask]] = []
-        for i, family in enumerate(self.families):
+        for i, family in shown:
             mask = family.sample_mask(names)
             if any(mask):
                 selection.append((i, None if all(mask) else mask))
@@ -451,9 +537,10 @@ class Exposition:
         with self._render_lock:
             self._apply_pending()
             with self._lock:
-                values = self._values[:]
-        for family in self.families:
-            yield family.to_metric(values)
+                values, hidden = self._values[:], self._hidden
+        for i, family in enumerate(self.families):
+            if i not in hidden:
+                yield family.to_metric(values)
 
     def describe(self) -> Iterator[Metric]:
         for family in self.families:
@@ -468,6 +555,34 @@ class Exposition:
         finally:
             self._muted.active = False
 
+
+class _Preparer:
+    """One daemon thread, shared by every exposition, that prepares deferred snapshots (`Exposition.prepare`)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[weakref.ref[Exposition]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, exposition: Exposition) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="qualimon-metrics-prepare", daemon=True)
+                self._thread.start()
+        self._queue.put(weakref.ref(exposition))
+
+    def _run(self) -> None:
+        while True:
+            exposition = self._queue.get()()
+            if exposition is None:
+                continue  # its Metrics is gone
+            try:
+                exposition.prepare()
+            except Exception:  # the next scrape applies the snapshot itself and reports any error
+                log.exception("preparing the metrics exposition failed")
+
+
+_PREPARER = _Preparer()
 
 #: The fast exposition behind each registry a `Metrics` was built on (weak: tests make many).
 _SERVED: weakref.WeakKeyDictionary[CollectorRegistry, Exposition] = weakref.WeakKeyDictionary()

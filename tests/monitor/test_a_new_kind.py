@@ -143,10 +143,8 @@ async def test_a_kind_outside_the_tree_is_planned_sent_answered_and_judged(pigeo
         verdicts = await _wait_for_verdicts(service, len(pigeon.released))
         assert set(verdicts) == {"met"}
         assert service.health.check("loft:main") is not None and service.health.check("loft:main").ok
-        assert _sample(service, "qualimon_verdicts_total",
-                       site="tour-saint-jacques", commitment="pigeon.coo", verdict="met") == len(verdicts)
-        assert _sample(service, "qualimon_responses_total",
-                       site="tour-saint-jacques", channel="pigeon", kind="coo") == len(verdicts)
+        assert _sample(service, "qualimon_verdicts_total", commitment="pigeon.coo", verdict="met") == len(verdicts)
+        assert _sample(service, "qualimon_responses_total", channel="pigeon", kind="coo") == len(verdicts)
 
 
 async def _wait_for_plan(service: Service) -> list:

@@ -4,9 +4,19 @@ Every half second it plans one probe per site and channel; the fake email
 kind "sends" and a fake desk answers a moment later (auto-reply, then a human
 reply, or nothing), the fake phone kind answers, is busy, or is not picked up.
 So counters, histograms and the database-derived gauges all carry data when
-a real Prometheus scrapes it.
+a real Prometheus scrapes it.  The config's own plan is left out (the rounds
+are the plan), so nothing else is sent while the test compares.
 
-usage: python busy_service.py CONFIG
+With `--standby` it is the second instance of a fleet on the same database:
+it plans, dispatches, sweeps and reads call logs not at all (so every count
+and status is the busy one's), and exports no figure from the database until told to (it does not hold the
+refresh).
+
+usage: python busy_service.py CONFIG [--standby]
+Prints "ready PORT", then obeys one command per line on stdin, answering each
+once done: "go" (start the rounds), "quiet" (finish the round under way and
+send what it left due, then refresh the figures from the database), "derived on" / "derived off" (export
+the figures from the database or not; on refreshes them first).
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ from datetime import timedelta
 
 from monitor.config import load_config
 from monitor.kinds import ProbeKind, ProbeOutcome, Response
+from monitor.planner import Planner
+from monitor.runner import Runner
 from monitor.service import Service
 from monitor.store.records import NewProbe
+from probes.calllogs import ingest
 
 rng = random.Random(5)
 
@@ -40,9 +53,9 @@ async def call(probe, ctx) -> ProbeOutcome:
     return ProbeOutcome(sent_at=now, finished=True, failure=outcome, details=details)
 
 
-async def desks(service: Service) -> None:
-    """Plan a round of probes, run them, and answer some of the emails."""
-    while True:
+async def desks(service: Service, quiet: asyncio.Event) -> None:
+    """Plan a round of probes, run them, and answer some of the emails; until `quiet`."""
+    while not quiet.is_set():
         now = service.clock.now()
         new = [NewProbe(site=s.id, channel=c, planned_at=now, origin="demo",
                         purpose="standard" if c == "email" else rng.choice(["open", "closed"]))
@@ -58,13 +71,57 @@ async def desks(service: Service) -> None:
         await asyncio.sleep(0.5)
 
 
-async def main(path: str) -> None:
+async def no_plan(self: Planner) -> int:
+    return 0
+
+
+async def no_dispatch(self: Runner) -> list[str]:
+    return []
+
+
+async def no_sweep(self: Runner) -> int:
+    return 0
+
+
+async def no_polling(*args: object) -> None:
+    return None
+
+
+async def obey(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    quiet, rounds = asyncio.Event(), None
+    while command := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        if command == "go":
+            rounds = asyncio.create_task(desks(service, quiet))
+        elif command == "quiet":
+            quiet.set()
+            if rounds is not None:
+                await rounds
+            while await service.runner.dispatch_due():  # what the rounds left due (one call per site at a time)
+                await service.runner.wait_idle()
+            await service.refresh()
+        elif command in ("derived on", "derived off"):
+            service.metrics.export_derived(command == "derived on")
+            await service.refresh()
+        else:
+            raise SystemExit(f"unknown command {command!r}")
+        print(command, flush=True)
+
+
+async def main(path: str, standby: bool) -> None:
     config = load_config(path)
     kinds = {"email": ProbeKind("email", send_email), "phone": ProbeKind("phone", call)}
+    Planner.plan = no_plan  # this process's rounds are the plan
+    if standby:  # a second instance that takes no share of the work, so the busy one's counts are all
+        Runner.dispatch_due = no_dispatch
+        Runner.sweep = no_sweep
+        ingest.poll_forever = no_polling  # the call log is the busy one's to read
     async with Service(config, kinds=kinds) as service:
+        if standby:
+            service.metrics.export_derived(False)
         print(f"ready {service.http_port}", flush=True)
-        await desks(service)
+        await obey(service)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], "--standby" in sys.argv[2:]))

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,8 +164,8 @@ def substitute(text: str, values: Mapping[str, str], *, quote: bool) -> str:
 def render_sql(sql: str, values: Mapping[str, str], start: datetime | None = None,
                end: datetime | None = None) -> str:
     """Expand the Grafana PostgreSQL macros the boards use, then the variables."""
-    end = end or datetime.now(timezone.utc)
-    start = start or datetime.fromtimestamp(end.timestamp() - 30 * 86400, timezone.utc)
+    end = end or datetime.now(UTC)
+    start = start or datetime.fromtimestamp(end.timestamp() - 30 * 86400, UTC)
     span = f"'{start.isoformat()}' AND '{end.isoformat()}'"
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1).strip()} BETWEEN {span}", sql)
     sql = sql.replace("$__timeFrom()", f"'{start.isoformat()}'").replace("$__timeTo()", f"'{end.isoformat()}'")
@@ -197,6 +197,27 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+# A gauge is taken once over the instances of a fleet (a figure from the database, a status, the config);
+# a counter or a histogram is summed.  Written out lexically: the expression right before the metric.
+_TAKEN_ONCE = re.compile(r"max\s*(?:without\s*\(\s*instance\s*\)|by\s*\((?![^)]*\binstance\b)[^)]*\))"
+                         r"\s*\(\s*(?:last_over_time\s*\(\s*)?$")
+_SUMMED = re.compile(r"sum\s*(?:(?:without|by)\s*\((?![^)]*\binstance\b)[^)]*\))?\s*\(\s*(?:increase|rate)\s*\(\s*$")
+
+
+def fleet_problems(expr: str, gauges: set[str], counted: set[str]) -> list[str]:
+    """Where `expr` would not give a fleet's value as one instance's: a gauge (series name in `gauges`)
+    not taken with `max without (instance)` or `max by (...)` first, a counter or histogram series (in
+    `counted`) not summed over `increase`/`rate`."""
+    problems = []
+    for match in re.finditer(r"\b(qualimon_\w+)", expr):
+        name, before = match.group(1), expr[:match.start()]
+        if name in gauges and not _TAKEN_ONCE.search(before):
+            problems.append(f"{name} is not taken once over instances (max without (instance) / max by)")
+        elif name in counted and not _SUMMED.search(before):
+            problems.append(f"{name} is not summed over instances (sum ... (increase|rate(...)))")
+    return problems
 
 
 def rule_file(queries: list[Query], values: Mapping[str, str] | None = None) -> dict[str, Any]:

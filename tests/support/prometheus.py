@@ -1,8 +1,9 @@
-"""A real Prometheus server (Debian `prometheus`) for tests: scrape one target, evaluate queries.
+"""A real Prometheus server (Debian `prometheus`) for tests: scrape qualimon, evaluate queries.
 
 Started on a free loopback port with its own TSDB in a temp dir, a 1 s scrape
 and rule-evaluation interval, and the project's alert rules loaded (so
-`ALERTS` exists as it would in production).
+`ALERTS` exists as it would in production).  It scrapes one target or a
+fleet's (every instance under the job `qualimon`, as in production).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class QueryResult:
     ok: bool
     error: str
     series: int
+    #: each series' labels (without `__name__`) and value; a scalar has no labels
+    samples: tuple[tuple[dict[str, str], float], ...] = ()
 
 
 @dataclass
@@ -43,12 +46,17 @@ class Prometheus:
         except urllib.error.HTTPError as exc:  # 400/422 carry the error as JSON
             return json.load(exc)
 
-    def query(self, expr: str) -> QueryResult:
-        body = self.get("/api/v1/query", query=expr)
+    def query(self, expr: str, at: float | None = None) -> QueryResult:
+        """`expr` evaluated now, or at the Unix time `at`."""
+        body = self.get("/api/v1/query", query=expr, **({"time": repr(at)} if at is not None else {}))
         if body.get("status") != "success":
             return QueryResult(False, f"{body.get('errorType')}: {body.get('error')}", 0)
         result = body["data"]["result"]
-        return QueryResult(True, "", len(result) if isinstance(result, list) else 1)
+        if not isinstance(result, list):  # a scalar or a string: [time, value]
+            return QueryResult(True, "", 1, (({}, float(result[1])),))
+        samples = tuple(({k: v for k, v in r["metric"].items() if k != "__name__"}, float(r["value"][1]))
+                        for r in result)
+        return QueryResult(True, "", len(result), samples)
 
     def wait_for(self, expr: str, timeout: float = 30.0) -> None:
         """Until `expr` returns at least one series (bounded)."""
@@ -61,14 +69,16 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus(target: str, workdir: Path) -> Iterator[Prometheus]:
+def prometheus(targets: str | Sequence[str], workdir: Path) -> Iterator[Prometheus]:
+    """A server scraping `targets` (host:port, one or a fleet's) as the job `qualimon`."""
     binary = need_binary("prometheus", "prometheus")
     config = workdir / "prometheus.yml"
+    listed = ", ".join(f"'{target}'" for target in ([targets] if isinstance(targets, str) else targets))
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: ['{RULES}']\n"
         "scrape_configs:\n"
-        f"  - {{job_name: qualimon, static_configs: [{{targets: ['{target}']}}]}}\n"
+        f"  - {{job_name: qualimon, static_configs: [{{targets: [{listed}]}}]}}\n"
     )
     port = free_port()
     process = subprocess.Popen(
