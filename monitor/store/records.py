@@ -142,3 +142,19 @@ class Cursor:
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or used; the monitor's failure, never the service's."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A fleet task held at `epoch`: writes made under it commit only while the task's epoch is still that."""
+
+    task: str
+    epoch: int
+
+
+class LeaseLost(StoreUnavailable):
+    """A fenced write was refused: another instance has taken the task over since this one held it.
+
+    A `StoreUnavailable`, so background work waits and retries as for an outage (it never skips what it
+    was recording); meanwhile the fleet notices the loss and cancels that work, and the new holder,
+    resuming from the stored cursors, records it once."""
