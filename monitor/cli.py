@@ -74,10 +74,14 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.fleet import AlreadyRunning
     from monitor.service import serve
 
     config = _load(args.config)
-    return _run_until_signal(lambda stop: serve(config, stop))
+    try:
+        return _run_until_signal(lambda stop: serve(config, stop))
+    except AlreadyRunning as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,14 +123,26 @@ async def _probe(config: Config, site_id: str, channel: str) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor.status import render_table, status_rows
+    from monitor.fleet.view import render_view
+    from monitor.status import fleet_view, render_table, status_rows
 
     config = _load(args.config)
-    rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
+    if args.fleet:
+        view = asyncio.run(_with_store(config, lambda store: fleet_view(store, config)))
+        print(json.dumps(view.public(), indent=2) if args.format == "json" else render_view(view))
+        return 0
+
+    async def both(store: Any) -> tuple[Any, Any]:
+        return await status_rows(store, config, days=args.days), await fleet_view(store, config)
+
+    rows, view = asyncio.run(_with_store(config, both))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
     else:
         print(render_table(rows, days=args.days))
+        if view.backend == "postgresql":
+            print()
+            print(render_view(view))
     return 0
 
 
@@ -339,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "table of sites × commitments: compliance, open, overdue")
     status.add_argument("--days", type=int, default=30, help="period: the last N days (default 30)")
     status.add_argument("--format", choices=["table", "json"], default="table")
+    status.add_argument("--fleet", action="store_true",
+                        help="only the fleet: which instance holds which singleton task (PostgreSQL)")
     export = command("export", cmd_export, "probe history for auditors (JSON Lines or CSV)")
     export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")

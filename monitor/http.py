@@ -2,7 +2,8 @@
 
 `/healthz` is open (no token) and reads only memory, so it answers even when
 the database hangs: 200 with `ok` or `degraded`, 503 with `down` (what a
-container orchestrator's health check wants).
+container orchestrator's health check wants).  Its `fleet` object says which
+instance holds which singleton task.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ SERVICE = web.AppKey("service", Any)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    body = request.app[SERVICE].health.snapshot()
+    service = request.app[SERVICE]
+    body = service.health.snapshot()
+    fleet = getattr(service, "fleet", None)
+    if fleet is not None:
+        body["fleet"] = fleet.view().public()
     return web.json_response(body, status=503 if body["status"] == "down" else 200)
 
 

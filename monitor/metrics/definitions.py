@@ -32,6 +32,8 @@ Metrics produced (name, type, labels):
 - ``qualimon_calllog_last_ingest_timestamp_seconds`` gauge {source}
 - ``qualimon_calllog_rows_rejected_total`` counter {source, reason ∈ CALLLOG_REJECT_REASONS}
 - ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site, channel} (planned channels)
+- ``qualimon_fleet_role`` gauge {task ∈ monitor.fleet.tasks.fleet_tasks(config)} (1 = this instance holds it)
+- ``qualimon_fleet_instances`` gauge (instances running on the database, this one included)
 
 Histogram buckets contain every commitment's nominal threshold (seconds,
 rings × cadence, working days × 86 400, business hours × 3 600), so the
@@ -41,6 +43,9 @@ answered probes without interpolation.
 Writers (the runner, the watchers, the call-log importer) call the plain
 methods of `Metrics`; the database-derived gauges are set only by
 `apply_snapshot`, from a `DerivedSnapshot` that a background task computes.
+In a fleet only the instance holding the `refresh` task computes it, and the
+others leave those gauges out of their exposition (`export_derived`), so a
+sum over instances counts them once.
 A scrape reads memory only and never touches the database.
 
 How the values are kept and served fast is `monitor.metrics.exposition`'s
@@ -59,6 +64,7 @@ from prometheus_client import CollectorRegistry
 
 import monitor
 from monitor.config.models import Commitment, Config, Site
+from monitor.fleet.tasks import fleet_tasks
 from monitor.metrics.exposition import Exposition, Family, FamilySpec, Kind, LabelValues, register
 
 log = logging.getLogger("qualimon.metrics")
@@ -321,7 +327,14 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
                                ["source", "reason"]), _product(sources, CALLLOG_REJECT_REASONS)),
         "last_sent": (spec("qualimon_last_probe_sent_timestamp_seconds", "gauge", "Last probe sent", sc),
                       lay.planned_site_channels),
+        "fleet_role": (spec("qualimon_fleet_role", "gauge", "1 when this instance holds the singleton task",
+                            ["task"]), [(task,) for task in fleet_tasks(config)]),
+        "fleet_instances": (spec("qualimon_fleet_instances", "gauge",
+                                 "Instances running on the database, this one included", []), [()]),
     }
+
+#: The families set from the database by `apply_snapshot`: one instance of a fleet exports them.
+DERIVED = ("probes_open", "probes_overdue", "oldest_open_age", "compliance", "samples")
 
 
 class Metrics:
@@ -348,6 +361,8 @@ class Metrics:
     calllog_ingest: Family
     rows_rejected: Family
     last_sent: Family
+    fleet_role: Family
+    fleet_instances: Family
 
     def __init__(self, registry: CollectorRegistry, config: Config, source_ids: Sequence[str] = (),
                  *, strict: bool = False):
@@ -369,6 +384,7 @@ class Metrics:
             self._exposition.set(self.target, self.target.index[(cid,)], commitment.target_ratio)
             if commitment.threshold_seconds is not None:
                 self._exposition.set(self.threshold, self.threshold.index[(cid,)], commitment.threshold_seconds)
+        self._exposition.set(self.fleet_instances, 0, 1)
         register(registry, self._exposition)
 
     # ---- label checks
@@ -464,6 +480,20 @@ class Metrics:
         if count < 0:
             raise ValueError("count must be >= 0")
         self._inc(self.rows_rejected, source, _known_reason(reason, CALLLOG_REJECT_REASONS), amount=count)
+
+    # ---- the fleet
+
+    def fleet(self, held: Iterable[str], instances: int) -> None:
+        """Which tasks this instance holds (1) or not (0), and how many instances run.  Tasks outside the
+        config's (a kind's own) have no series and are left out."""
+        held = set(held)
+        for (task,), series in self.fleet_role.index.items():
+            self._exposition.set(self.fleet_role, series, 1.0 if task in held else 0.0)
+        self._exposition.set(self.fleet_instances, 0, float(instances))
+
+    def export_derived(self, on: bool) -> None:
+        """Show (the `refresh` holder) or leave out (the other instances) the database-derived gauges."""
+        self._exposition.hide([getattr(self, name) for name in DERIVED], hidden=not on)
 
     # ---- the background refresh
 

@@ -296,6 +296,14 @@ class Exposition:
         self._headers = {om: [_header(f.spec, om) for f in self.families] for om in (False, True)}
         self._deflated_headers = {om: list(map(_deflate, texts)) for om, texts in self._headers.items()}
         self._muted = threading.local()
+        self._hidden: frozenset[int] = frozenset()  # families left out of the exposition (see `hide`)
+
+    def hide(self, families: Iterable[Family], *, hidden: bool) -> None:
+        """Leave `families` out of every exposition (`hidden`), or show them again, values kept meanwhile."""
+        ids = {id(family) for family in families}
+        indices = {i for i, family in enumerate(self.families) if id(family) in ids}
+        with self._lock:
+            self._hidden = self._hidden | indices if hidden else self._hidden - indices
 
     # ---- writes (any thread; in practice the event loop)
 
@@ -411,10 +419,13 @@ class Exposition:
 
     def _select(self, names: Collection[str] | None) -> list[tuple[int, LineMask]]:
         """(family index, lines kept) of each family shown; lines kept is None for all of them."""
+        hidden = self._hidden
         if names is None:
-            return [(i, None) for i in range(len(self.families))]
+            return [(i, None) for i in range(len(self.families)) if i not in hidden]
         selection: list[tuple[int, LineMask]] = []
         for i, family in enumerate(self.families):
+            if i in hidden:
+                continue
             mask = family.sample_mask(names)
             if any(mask):
                 selection.append((i, None if all(mask) else mask))
@@ -451,9 +462,10 @@ class Exposition:
         with self._render_lock:
             self._apply_pending()
             with self._lock:
-                values = self._values[:]
-        for family in self.families:
-            yield family.to_metric(values)
+                values, hidden = self._values[:], self._hidden
+        for i, family in enumerate(self.families):
+            if i not in hidden:
+                yield family.to_metric(values)
 
     def describe(self) -> Iterator[Metric]:
         for family in self.families:
