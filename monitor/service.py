@@ -82,7 +82,9 @@ def load_service_config(path: str | Any, kinds: Mapping[str, ProbeKind] | None =
 
 class Service:
     def __init__(self, config: Config, *, kinds: Mapping[str, ProbeKind] | None = None,
-                 clock: Clock | None = None, metrics: Any = None):
+                 clock: Clock | None = None, metrics: Any = None, instance: str | None = None):
+        """`instance`: this instance's name in a fleet (default host:pid; tests running several in one
+        process give each its own)."""
         self.config = config
         self.kinds = dict(default_kinds() if kinds is None else kinds)
         unknown = [name for name in self.kinds if name not in config.channels]
@@ -100,7 +102,7 @@ class Service:
         self.host: ServiceHost | None = None
         self.planner: Planner | None = None
         self.fleet: Fleet | None = None
-        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._full_refresh = True  # the next derived snapshot also reads the last sends (see `refresh`)
         self.scheduler: AsyncIOScheduler | None = None
         self.http_port: int | None = None

@@ -30,6 +30,7 @@ a frozen holder's open transaction cannot hold the takeover back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -264,7 +265,8 @@ class PostgresFleet:
                 if self._conn is None:
                     self._conn = await self._connect()
                     log.info("fleet: %s connected", self._instance)
-                await asyncio.wait_for(self._look(), timeout=self.timing.idle)
+                async with asyncio.timeout(self.timing.idle):  # not wait_for: it can swallow a cancellation
+                    await self._look()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -278,10 +280,9 @@ class PostgresFleet:
     async def _pause(self, failures: int) -> None:
         delay = self.timing.tick if not failures else min(self.timing.tick * 2 ** min(failures - 1, 5),
                                                           max(self.timing.tick, 30.0))
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _lose(self, exc: BaseException, failures: int) -> None:
@@ -343,8 +344,8 @@ class PostgresFleet:
         if conn is None or conn.is_closed():
             return
         try:
-            async with self._io:
-                await asyncio.wait_for(conn.execute(UNLOCK_SQL, NAMESPACE, claim.key), timeout=self.timing.idle)
+            async with self._io, asyncio.timeout(self.timing.idle):
+                await conn.execute(UNLOCK_SQL, NAMESPACE, claim.key)
         except Exception as exc:  # noqa: BLE001 - the connection is failing: the next look drops it all
             log.debug("fleet: releasing %s failed: %s", claim.task, type(exc).__name__)
         self._wake.set()
@@ -364,7 +365,7 @@ class PostgresFleet:
 
     def _read(self, row: Any) -> FleetView:
         held = set(row["held"]) | {claim.key for claim in self._claims.values() if claim.term is not None}
-        leases = {lease["task"]: lease for lease in json.loads(row["leases"])}
+        leases = {lease["task"]: lease for lease in _leases(row["leases"])}
         now = self._clock.now()
         tasks: dict[str, TaskState] = {}
         for task in {*leases, *self._claims}:
@@ -392,13 +393,18 @@ def _instant(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _leases(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `leases` column: JSON text from a plain asyncpg connection, already decoded from SQLAlchemy's."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 async def read_view(conn: asyncpg.Connection, instance: str = "", failover_seconds: float = 0.0,
                     now: datetime | None = None) -> FleetView:
     """The fleet as seen from outside it (`qualimon status`): who holds what, without asking for anything."""
     row = await conn.fetchrow(VIEW_SQL, NAMESPACE)
     held = set(row["held"])
     tasks: dict[str, TaskState] = {}
-    for lease in json.loads(row["leases"]):
+    for lease in _leases(row["leases"]):
         task = lease["task"]
         if lock_key(task) in held:
             tasks[task] = TaskState(task, lease["holder"], int(lease["epoch"]), _instant(lease["acquired_at"]),
