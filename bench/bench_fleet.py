@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from support import machine  # noqa: E402 - after the path set-up above
+
 from monitor.store import migrate  # noqa: E402
 from monitor.store.records import NewProbe  # noqa: E402
 from monitor.store.store import Store  # noqa: E402
@@ -179,7 +180,9 @@ async def drain(url: str, count: int) -> tuple[float, int]:
         started = time.monotonic()
         async with store.read() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
-            while await raw.fetchval("SELECT count(*) FROM probes WHERE status <> 'sent'"):
+            for _ in range(100_000):  # bounded: 5000 s
+                if not await raw.fetchval("SELECT count(*) FROM probes WHERE status <> 'sent'"):
+                    break
                 await asyncio.sleep(0.05)
             seconds = time.monotonic() - started
             twice = await raw.fetchval("SELECT count(*) FROM (SELECT probe_id FROM events WHERE type = 'sent' "
@@ -190,7 +193,8 @@ async def drain(url: str, count: int) -> tuple[float, int]:
 
 
 async def standby(server: dbservers.DatabaseServer, window: float) -> None:
-    print(f"\n### Standing by: transactions/s committed for idle instances (production defaults), {window:.0f} s each\n")
+    print(f"\n### Standing by: transactions/s committed for idle instances (production defaults), "
+          f"{window:.0f} s each\n")
     print("| instances | transactions/s | per instance beyond the first |")
     print("|---:|---:|---:|")
     rates = {}

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import load_config  # noqa: E402 - after the path set-up above
-from monitor.kinds import ProbeKind, ProbeOutcome  # noqa: E402
-from monitor.service import Service  # noqa: E402
+from monitor.config import load_config
+from monitor.kinds import ProbeKind, ProbeOutcome
+from monitor.service import Service
 
 
 async def run(probe, ctx) -> ProbeOutcome:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -218,8 +218,8 @@ async def test_a_write_under_a_former_epoch_is_refused_and_leaves_nothing(fleet_
     try:
         async with store.write() as tx:
             await tx.conn.execute(FleetLease.__table__.insert(), [{
-                "task": "calllog:pbx", "epoch": 4, "holder": "i1", "acquired_at": datetime.now(timezone.utc)}])
-        now = datetime.now(timezone.utc)
+                "task": "calllog:pbx", "epoch": 4, "holder": "i1", "acquired_at": datetime.now(UTC)}])
+        now = datetime.now(UTC)
         with pytest.raises(LeaseLost, match="calllog:pbx"):
             async with store.fenced(Fence("calllog:pbx", 3)).write() as tx:
                 await tx.insert_probes([NewProbe(site="petit-palais", channel="email", planned_at=now)], now)
@@ -246,7 +246,7 @@ async def test_a_takeover_waits_for_the_former_holders_open_write_and_then_sees_
                     entered.set()
                     await release.wait()
                     await tx.set_cursor(Cursor("calllog:pbx", position={"cursor": "written-before"}),
-                                        datetime.now(timezone.utc))
+                                        datetime.now(UTC))
 
             writing = asyncio.create_task(slow_write())
             await entered.wait()
@@ -277,7 +277,7 @@ async def test_a_write_left_open_by_a_frozen_holder_does_not_hold_the_takeover_b
                 async with store.fenced(fence, stall_seconds=fleets[holder].stall_seconds).write() as tx:
                     entered.set()
                     await release.wait()
-                    await tx.set_cursor(Cursor("calllog:pbx", position={"cursor": "late"}), datetime.now(timezone.utc))
+                    await tx.set_cursor(Cursor("calllog:pbx", position={"cursor": "late"}), datetime.now(UTC))
 
             writing = asyncio.create_task(frozen_write())
             await entered.wait()
@@ -298,7 +298,7 @@ async def test_two_dispatchers_claiming_at_once_never_take_two_calls_to_one_site
     """A's claim of the site's first call is not committed when B looks: before the site lock, B's busy check
     could not see it, and B took the site's second call (which A's candidates had left unlocked)."""
     store = Store.open(fleet_db[1])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lease = now + timedelta(minutes=5)
 
     def due(channel: str, seconds_ago: int) -> NewProbe:
@@ -414,8 +414,8 @@ async def test_two_services_run_each_singleton_task_once_and_export_the_derived_
             async with session.get(f"http://127.0.0.1:{other.http_port}/healthz") as response:
                 body = await response.json()
         assert body["fleet"]["instance"] == other.instance and body["fleet"]["instances"] == 2
-        assert body["fleet"]["tasks"]["refresh"] == {
-            "holder": refresher.instance, "here": False, "epoch": 1, "since": body["fleet"]["tasks"]["refresh"]["since"]}
+        refresh = body["fleet"]["tasks"]["refresh"]
+        assert refresh == {"holder": refresher.instance, "here": False, "epoch": 1, "since": refresh["since"]}
 
 
 async def test_a_mailbox_read_on_another_instance_counts_as_read_on_every_instance(fleet_db, tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.fleet.view import FleetView
 from monitor.store.records import Fence
@@ -20,7 +20,7 @@ from monitor.store.records import Fence
 log = logging.getLogger("qualimon.fleet")
 
 #: One term of a task's work; `None` when no fence is needed (a single instance holds everything).
-FleetWork = Callable[["Fence | None"], Awaitable[None]]
+FleetWork = Callable[["Fence | None"], Coroutine[Any, Any, None]]
 ViewListener = Callable[[FleetView], None]
 
 
@@ -62,7 +62,7 @@ async def run_term(task: str, work: FleetWork, fence: Fence | None, revoked: asy
     """Run one term of `work` until it returns or `revoked` is set; True when it returned normally.
 
     Raises nothing but cancellation: a failure of `work` is logged and counts as a term that ended."""
-    term = asyncio.create_task(work(fence), name=f"fleet {task}")
+    term: asyncio.Task[None] = asyncio.create_task(work(fence), name=f"fleet {task}")
     lost = asyncio.create_task(revoked.wait())
     try:
         done, _ = await asyncio.wait({term, lost}, return_when=asyncio.FIRST_COMPLETED)

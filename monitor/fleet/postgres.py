@@ -193,9 +193,9 @@ class PostgresFleet:
                     await asyncio.sleep(self.timing.tick)
                     self._wake.set()
         finally:
-            await asyncio.shield(self._release(claim))
             self._claims.pop(task, None)
             self._by_key.pop(claim.key, None)
+            await asyncio.shield(self._release(claim))
 
     def report(self, task: str, up: bool, since: datetime, detail: str) -> None:
         claim = self._claims.get(task)

@@ -72,7 +72,7 @@ def render_view(view: FleetView) -> str:
     """`qualimon status`'s fleet section: one line per task."""
     lines = [["task", "holder", "epoch", "since"]]
     for task, state in sorted(view.tasks.items()):
-        since = iso_utc(state.acquired_at) if state.acquired_at and state.holder else "-"
+        since = (iso_utc(state.acquired_at) if state.holder else None) or "-"
         lines.append([task, state.holder or "(none)", str(state.epoch), since])
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     out = [f"Fleet: {view.instances} instance(s) running on this database"]

@@ -64,7 +64,8 @@ from tests.support.smtp import Received, RecordingHandler, password_checker, smt
 
 ROOT = Path(__file__).resolve().parents[2]
 SMTP_PASSWORD = "smtp-fleet-5c1e0a"
-SITES = [("petit-palais", "+33199001231"), ("maison-victor-hugo", "+33199001232"), ("musee-carnavalet", "+33199001233")]
+SITES = [("petit-palais", "+33199001231"), ("maison-victor-hugo", "+33199001232"),
+         ("musee-carnavalet", "+33199001233")]
 KINDS = ("kill", "stop", "cut")
 PATIENCE = 120.0  # seconds any one wait may take before the run fails (a bound, never a measured duration)
 
@@ -72,7 +73,8 @@ CONFIG = """
 database: {database}
 http: {{listen: "127.0.0.1:0"}}
 calendars:
-  always: {{holidays: null, working_days: [mon, tue, wed, thu, fri, sat, sun], opening_hours: {{daily: ["00:00-24:00"]}}}}
+  always:
+    {{holidays: null, working_days: [mon, tue, wed, thu, fri, sat, sun], opening_hours: {{daily: ["00:00-24:00"]}}}}
 commitments:
   email.reply: {{channel: email, within: {{seconds: 86400}}}}
   phone.answer: {{channel: phone, within: {{rings: 5}}}}
@@ -135,12 +137,7 @@ class World:
 
     async def launch(self) -> Instance:
         self.spawned += 1
-        log = open(self.logs / f"instance-{self.spawned}.log", "wb")  # noqa: SIM115 - the process keeps it
-        process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(self.config_path)],
-                                   cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        log.close()
-        instance = Instance(process)
+        instance = Instance(start_run(self.config_path, self.env, self.logs / f"instance-{self.spawned}.log"))
         self.instances[instance.name] = instance
         await self.until(lambda: self._joined(instance), f"{instance.name} to join the fleet")
         return instance
@@ -215,10 +212,28 @@ class World:
 
         await self.until(done, f"a new holder for {', '.join(held)} after {kind}")
         view = await self.view()
-        return [Takeover(kind, task, (view.tasks[task].acquired_at - at).total_seconds()) for task in held]
+        return [Takeover(kind, task, (_acquired(view, task) - at).total_seconds()) for task in held]
 
     async def _everyone_joined(self) -> bool:
         return all([await self._joined(instance) for instance in self.instances.values()])
+
+
+def start_run(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`qualimon run -c CONFIG`, its output in `log`."""
+    with open(log, "wb") as output:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(config)], cwd=ROOT, env=env,
+                                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def append_row(path: Path, row: list[object]) -> None:
+    with open(path, "a", newline="") as handle:
+        csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC).writerow(row)
+
+
+def _acquired(view: FleetView, task: str) -> datetime:
+    acquired = view.tasks[task].acquired_at
+    assert acquired is not None
+    return acquired
 
 
 class Traffic:
@@ -292,8 +307,7 @@ class Traffic:
                    t0.strftime("%Y-%m-%d %H:%M:%S"), (t0 + timedelta(seconds=6)).strftime("%Y-%m-%d %H:%M:%S"),
                    (t0 + timedelta(seconds=66)).strftime("%Y-%m-%d %H:%M:%S"), 66, 60, "ANSWERED", "DOCUMENTATION",
                    uid, "", "", uid, n]
-            with open(self.world.master_csv, "a", newline="") as handle:
-                csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC).writerow(row)
+            append_row(self.world.master_csv, row)
             self.calls_logged = n
             await asyncio.sleep(1 / per_second)
 
@@ -338,7 +352,7 @@ async def audit(world: World, store: Store) -> Audit:
     attempts: dict[str, list[str]] = {}  # probe -> what each of its send attempts announced (Message-ID, Call-ID)
     for event in events:
         if event.type == "send_started" and event.probe_id is not None:
-            key = event.data.get("message_id") or event.data.get("call_id")
+            key = str(event.data.get("message_id") or event.data.get("call_id"))
             attempts.setdefault(event.probe_id, []).append(normalize_message_id(key) if "@" in key else key)
     emails = Counter(normalize_message_id(message_from_bytes(r.data, policy=default)["Message-ID"])
                      for r in world.smtp.received if any(a.startswith("desk@") for a in r.rcpt_tos))
@@ -346,7 +360,7 @@ async def audit(world: World, store: Store) -> Audit:
     arrived = {probe: sum(emails[k] + calls[k] for k in keys) for probe, keys in attempts.items()}
     by_id = {p.id: p for p in probes}
     replies = Counter(normalize_message_id(e.data.get("message_id", "")) for e in events if e.type == "response"
-                      and by_id[e.probe_id].channel == "email")
+                      and e.probe_id is not None and by_id[e.probe_id].channel == "email")
     async with store.read() as conn:
         calls_recorded = (await conn.execute(select(func.count()).select_from(Call))).scalar_one()
     return Audit(
