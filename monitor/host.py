@@ -96,7 +96,7 @@ class StoreQueries:
 
 def fenced_store(store: Store, fleet: Fleet, fence: Fence | None) -> Store:
     """`store` for one term of a fleet task: its writes fenced by `fence` (none for a single instance)."""
-    return store if fence is None else store.fenced(fence, stall_seconds=fleet.stall_seconds)
+    return store if fence is None else store.fenced(fence)
 
 
 class ServiceHost:

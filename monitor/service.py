@@ -127,6 +127,7 @@ class Service:
         self._stack.push_async_callback(self.store.close)
         self.fleet = await open_fleet(self.config, self.instance, self.clock)
         self._stack.push_async_callback(self.fleet.close)
+        self.store.limit_stalls(self.fleet.stall_seconds)
         if not self.fleet.holds(REFRESH):
             self.metrics.export_derived(False)  # until this instance holds `refresh` and has a snapshot
         await self.refresh()

@@ -274,7 +274,9 @@ async def test_a_write_left_open_by_a_frozen_holder_does_not_hold_the_takeover_b
             entered, release = asyncio.Event(), asyncio.Event()
 
             async def frozen_write() -> None:
-                async with store.fenced(fence, stall_seconds=fleets[holder].stall_seconds).write() as tx:
+                stalling = store.fenced(fence)
+                stalling.limit_stalls(fleets[holder].stall_seconds)
+                async with stalling.write() as tx:
                     entered.set()
                     await release.wait()
                     await tx.set_cursor(Cursor("calllog:pbx", position={"cursor": "late"}), datetime.now(UTC))
@@ -289,6 +291,36 @@ async def test_a_write_left_open_by_a_frozen_holder_does_not_hold_the_takeover_b
             assert await store.cursor("calllog:pbx") is None
     finally:
         await store.close()
+
+
+async def test_a_frozen_instance_holding_the_chain_head_holds_the_others_back_only_for_the_stall_limit(
+        fleet_db: tuple[str, str]) -> None:
+    frozen, other = Store.open(fleet_db[1]), Store.open(fleet_db[1])
+    frozen.limit_stalls(1.0)
+    entered, release = asyncio.Event(), asyncio.Event()
+    now = datetime.now(UTC)
+
+    async def frozen_write() -> None:
+        async with frozen.write() as tx:
+            tx.event(None, "operator_alert", now, message="from the frozen instance")
+            await tx.flush_events()  # the chain head is locked until this transaction ends
+            entered.set()
+            await release.wait()
+
+    try:
+        writing = asyncio.create_task(frozen_write())
+        await entered.wait()
+        async with other.write() as tx:  # waits for the chain head until the server ends the frozen write
+            tx.event(None, "operator_alert", now, message="from a live instance")
+        release.set()
+        with pytest.raises(Exception):  # noqa: B017 - the server ended that transaction: any error will do
+            await writing
+        events = await other.events_since(0)
+        assert [e.data["message"] for e in events] == ["from a live instance"]
+        assert (await other.verify_chain()).ok
+    finally:
+        await frozen.close()
+        await other.close()
 
 
 # ---------------------------------------------------------------- dispatch stays shared

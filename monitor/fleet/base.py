@@ -32,7 +32,7 @@ class Fleet(Protocol):
 
     @property
     def stall_seconds(self) -> float:
-        """How long a fenced write transaction may stall before the database ends it (0: never)."""
+        """How long a write transaction may stall before the database ends it (0: never; see Store.limit_stalls)."""
         ...
 
     def holds(self, task: str) -> bool: ...

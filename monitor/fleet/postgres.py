@@ -22,9 +22,7 @@ that `Fence`, and every write it makes checks the epoch first in the same
 transaction (`Store.fenced`).  So a holder that was paused and wakes up after
 a takeover cannot write: its write fails with `LeaseLost` before it notices
 it lost its connection, which it does at its next tick (at once when the
-server closed it), cancelling the work.  Fenced transactions also end when
-their instance stalls inside them (`idle_in_transaction_session_timeout`), so
-a frozen holder's open transaction cannot hold the takeover back.
+server closed it), cancelling the work.
 """
 
 from __future__ import annotations
@@ -88,11 +86,14 @@ class Timing:
 
     tick: float        # how often each instance looks at the fleet (a standby's retry, a holder's keepalive)
     idle: float        # idle_session_timeout of the lock connection; also the client's limit on one look
-    stall: float       # idle_in_transaction_session_timeout of fenced write transactions
+    stall: float       # idle_in_transaction_session_timeout of write transactions (Store.limit_stalls)
 
     @classmethod
     def of(cls, failover_seconds: float) -> Timing:
-        return cls(failover_seconds / 5, failover_seconds * 3 / 5, failover_seconds * 3 / 5)
+        """A frozen holder's session ends after `idle`, a standby looks within `tick`: 4/5 of the failover.
+        A frozen holder inside a write that waits on another of its own (the chain head) frees the task's
+        row after two `stall`s, and the standby looks within `tick`: 4/5 again."""
+        return cls(failover_seconds / 5, failover_seconds * 3 / 5, failover_seconds * 3 / 10)
 
 
 @dataclass

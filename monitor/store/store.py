@@ -14,7 +14,9 @@ Several instances may share one PostgreSQL store (a fleet, `monitor/fleet`):
 - `Store.fenced(fence)` is a view whose write transactions first check that
   the fleet task they belong to is still held at the same epoch (a shared
   lock on its `fleet_leases` row, so a takeover waits for them and they fail
-  after it): the writes of an instance that lost the task never land.
+  after it): the writes of an instance that lost the task never land;
+- `limit_stalls` ends the write transactions of a frozen instance, which
+  would otherwise hold the chain head and lease rows.
 """
 
 from __future__ import annotations
@@ -297,16 +299,21 @@ class Store:
         # SQLite allows one writer: queue writers in-process instead of spinning on its busy timeout.
         self._sqlite_writer = None if self.postgres else asyncio.Lock()
         self.fence: Fence | None = None
-        self._fence_stall_ms = 0
+        self._stall_ms = 0
 
-    def fenced(self, fence: Fence, *, stall_seconds: float = 0.0) -> Store:
-        """A view of this store (same engine: never close it) whose writes commit only under `fence`.
+    def limit_stalls(self, seconds: float) -> None:
+        """On PostgreSQL, end a write transaction whose process stalls inside it for `seconds` (0: never).
 
-        `stall_seconds` > 0 also ends such a transaction when its instance stalls inside it for that long
-        (a paused process): its shared lock on the task's row would otherwise hold a takeover back."""
+        In a fleet, a frozen instance (a paused VM, SIGSTOP) inside a write would otherwise keep its locks —
+        the chain head that every event append takes, a task's lease row — and hold every other instance's
+        writes, and the takeover of its tasks, back until it wakes (`idle_in_transaction_session_timeout`,
+        set for the write transaction only: reads may stream to a slow client for as long as they need)."""
+        self._stall_ms = max(0, round(seconds * 1000))
+
+    def fenced(self, fence: Fence) -> Store:
+        """A view of this store (same engine: never close it) whose writes commit only under `fence`."""
         view = copy.copy(self)
         view.fence = fence
-        view._fence_stall_ms = max(0, round(stall_seconds * 1000))
         return view
 
     @classmethod
@@ -338,17 +345,22 @@ class Store:
         async with self.engine.connect() as conn:
             conn = await writing(conn)
             async with conn.begin():
-                if self.fence is not None and self.postgres:
-                    await self._check_fence(conn, self.fence)
+                if self.postgres:
+                    await self._guard(conn)
                 tx = StoreTx(conn, self.postgres)
                 yield tx
                 await tx.flush_events()
 
-    async def _check_fence(self, conn: AsyncConnection, fence: Fence) -> None:
-        """First in the transaction: the task's row, share-locked until commit, must still carry our epoch."""
-        columns: list[Any] = [FleetLease.epoch]
-        if self._fence_stall_ms:
-            columns.append(func.set_config("idle_in_transaction_session_timeout", str(self._fence_stall_ms), True))
+    async def _guard(self, conn: AsyncConnection) -> None:
+        """First in a PostgreSQL write, in one round trip: the stall limit, and the fence when there is one (the
+        task's row, share-locked until commit, must still carry our epoch)."""
+        stall = func.set_config("idle_in_transaction_session_timeout", str(self._stall_ms), True)
+        fence = self.fence
+        if fence is None:
+            if self._stall_ms:
+                await conn.execute(select(stall))
+            return
+        columns: list[Any] = [FleetLease.epoch, *([stall] if self._stall_ms else [])]
         epoch = (await conn.execute(select(*columns).where(FleetLease.task == fence.task)
                                     .with_for_update(read=True))).scalar_one_or_none()
         if epoch != fence.epoch:
