@@ -481,3 +481,29 @@ async def test_qualimon_status_says_which_instance_holds_which_task(fleet_db, tm
     assert {task: state["holder"] for task, state in shown["tasks"].items()} == holders
     assert "Fleet: 2 instance(s) running on this database" in table
     assert all(f"{task}  " in table for task in holders)
+
+
+def test_only_the_refresh_holder_exports_the_database_derived_gauges(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.metrics import DerivedSnapshot, Metrics
+    from monitor.metrics.exposition import served
+
+    config = parse_config(SQLITE_CONFIG.format(db=tmp_path / "q.db", tmp=tmp_path))
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, config)
+    metrics.apply_snapshot(DerivedSnapshot(probes_open={("petit-palais", "email"): 3}))
+    metrics.fleet(["planner", "mailbox:mystery"], 3)
+
+    def exposed() -> str:
+        exposition = served(registry)
+        assert exposition is not None
+        return b"".join(exposition.body(openmetrics=False, gzip=False)).decode()
+
+    metrics.export_derived(False)
+    text = exposed()
+    assert "qualimon_probes_open" not in text and "qualimon_commitment_compliance_ratio" not in text
+    assert 'qualimon_fleet_role{task="planner"} 1.0' in text and 'qualimon_fleet_role{task="refresh"} 0.0' in text
+    assert "qualimon_fleet_instances 3.0" in text and "qualimon_probes_sent_total" in text
+    metrics.export_derived(True)
+    assert 'qualimon_probes_open{channel="email",site="petit-palais"} 3.0' in exposed()

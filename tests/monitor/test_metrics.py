@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 import monitor
+from monitor.fleet.tasks import fleet_tasks
 import monitor.metrics.exposition as exposition_module
 from monitor.config import Config, parse_config
 from monitor.metrics import DerivedSnapshot, Metrics
@@ -58,6 +59,8 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_calllog_last_ingest_timestamp_seconds": ("gauge", {"source"}),
     "qualimon_calllog_rows_rejected": ("counter", {"source", "reason"}),
     "qualimon_last_probe_sent_timestamp_seconds": ("gauge", {"site", "channel"}),
+    "qualimon_fleet_role": ("gauge", {"task"}),
+    "qualimon_fleet_instances": ("gauge", set()),
 }
 
 HEAD = """
@@ -256,6 +259,7 @@ def test_label_values_are_only_config_names_and_enums(metrics, registry, config)
         "window": {"30d", "90d"},
         "reason": {*SEND_FAILURE_REASONS, *CALLLOG_REJECT_REASONS},
         "version": {monitor.__version__},
+        "task": set(fleet_tasks(config)),
     }
     for family in families(registry).values():
         for sample in family.samples:
