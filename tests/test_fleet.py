@@ -384,6 +384,29 @@ async def test_a_second_service_on_one_sqlite_file_is_refused_and_the_first_keep
         pass
 
 
+def test_qualimon_run_refuses_a_second_instance_on_one_sqlite_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "q.yaml"
+    path.write_text(SQLITE_CONFIG.format(db=tmp_path / "q.db", tmp=tmp_path))
+    (tmp_path / "Maildir").mkdir()
+    command = [sys.executable, "-m", "monitor", "run", "-c", str(path)]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:  # bounded by the process: it logs this line once running
+            if "qualimon running" in line:
+                break
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"another `qualimon run` (pid {first.pid}) is using the SQLite database" in second.stderr
+        assert first.poll() is None  # the first one runs on
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+
+
 # ---------------------------------------------------------------- services side by side
 
 
