@@ -11,15 +11,16 @@
   The books are audited at the end (nothing lost or doubled).
 - dispatch: N probes due at once, handled by 1, 2 and 3 instances whose probe kind answers at once
   (`bench/fleet_fast_service.py`): probes/s, as a ratio to one instance; each probe sent exactly once.
-- standby: transactions/s the database commits for 1 and for 3 idle instances (no probe due, production
-  defaults: failover 15 s, dispatch every 10 s), from `pg_stat_database`; the difference per extra instance
-  is the cost of standing by.
+- standby: three instances while nothing is due (production defaults: failover 15 s, dispatch every 10 s,
+  refresh every 15 s): the statements each sends (its pool's, counted by SQLAlchemy, and its looks at the
+  fleet), holder and standbys side by side; the instance holding every task is the baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import subprocess
@@ -133,11 +134,13 @@ def fast_config(workdir: Path, url: str, runner: str) -> Path:
 
 
 def start_instances(config: Path, count: int) -> list[subprocess.Popen[str]]:
-    processes = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "fleet_fast_service.py"), str(config)],
-                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for _ in range(count)]
-    for process in processes:
+    """Started one after the other, so the first takes every task."""
+    processes = []
+    for _ in range(count):
+        process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fleet_fast_service.py"), str(config)],
+                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        processes.append(process)
     return processes
 
 
@@ -193,24 +196,30 @@ async def drain(url: str, count: int) -> tuple[float, int]:
 
 
 async def standby(server: dbservers.DatabaseServer, window: float) -> None:
-    print(f"\n### Standing by: transactions/s committed for idle instances (production defaults), "
-          f"{window:.0f} s each\n")
-    print("| instances | transactions/s | per instance beyond the first |")
-    print("|---:|---:|---:|")
-    rates = {}
-    for count in (1, 3):
-        async with server.scratch("qualimon_bench_fleet") as url:
-            await asyncio.to_thread(migrate.upgrade, url)
-            name = url.rsplit("/", 1)[1]
-            with tempfile.TemporaryDirectory() as tmp:
-                processes = start_instances(fast_config(Path(tmp), url, "max_concurrency: 20"), count)
-                try:
-                    await asyncio.sleep(10)  # start-up done (first plan, first refresh)
-                    rates[count] = await commits_per_second(server, name, window)
-                finally:
-                    stop_instances(processes)
-        extra = "" if count == 1 else f"{(rates[count] - rates[1]) / (count - 1):.2f}"
-        print(f"| {count} | {rates[count]:.2f} | {extra} |")
+    print(f"\n### Standing by: statements/s each instance sends while nothing is due (production defaults), "
+          f"{window:.0f} s, three instances\n")
+    print("| instance | holds | statements/s (pool) | looks at the fleet/s | total/s |")
+    print("|---|---|---:|---:|---:|")
+    async with server.scratch("qualimon_bench_fleet") as url:
+        await asyncio.to_thread(migrate.upgrade, url)
+        name = url.rsplit("/", 1)[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            processes = start_instances(fast_config(Path(tmp), url, "max_concurrency: 20"), 3)
+            try:
+                commits = await commits_per_second(server, name, window)
+            finally:
+                for process in processes:
+                    process.terminate()
+                reports = [json.loads(process.communicate(timeout=60)[0].strip().splitlines()[-1])
+                           for process in processes]
+    idle = []
+    for n, report in enumerate(sorted(reports, key=lambda r: -len(r["held"]))):
+        pool, looks = report["pool"] / report["seconds"], report["fleet"] / report["seconds"]
+        if not report["held"]:
+            idle.append(pool + looks)
+        print(f"| {n + 1} | {', '.join(report['held']) or '—'} | {pool:.2f} | {looks:.2f} | {pool + looks:.2f} |")
+    print(f"\ndatabase side: {commits:.2f} transactions/s committed for the three; an idle instance costs "
+          f"{statistics.mean(idle):.2f} statements/s" if idle else "")
 
 
 async def commits_per_second(server: dbservers.DatabaseServer, name: str, window: float) -> float:
