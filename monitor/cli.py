@@ -79,10 +79,14 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.fleet import AlreadyRunning
     from monitor.service import serve
 
     config = _load(args.config)
-    return _run_until_signal(lambda stop: serve(config, stop))
+    try:
+        return _run_until_signal(lambda stop: serve(config, stop))
+    except AlreadyRunning as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,10 +164,19 @@ async def _samples(store: Any, config: Config, site_id: str, channel: str, count
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor.status import render_table, status_rows
+    from monitor.fleet.view import render_view
+    from monitor.status import fleet_view, render_table, status_rows
 
     config = _load(args.config)
-    rows = asyncio.run(_with_store(config, lambda store: status_rows(store, config, days=args.days)))
+    if args.fleet:
+        view = asyncio.run(_with_store(config, lambda store: fleet_view(store, config)))
+        print(json.dumps(view.public(), indent=2) if args.format == "json" else render_view(view))
+        return 0
+
+    async def both(store: Any) -> tuple[Any, Any]:
+        return await status_rows(store, config, days=args.days), await fleet_view(store, config)
+
+    rows, view = asyncio.run(_with_store(config, both))
     if args.format == "json":
         print(json.dumps([r.public() for r in rows], indent=2))
     elif args.format == "csv":
@@ -173,6 +186,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         print(render_table(rows, days=args.days))
+        if view.backend == "postgresql":
+            print()
+            print(render_view(view))
     return 0
 
 
@@ -422,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "or non-compliant")
     size.add_argument("--period", help="2026-Q1, 2026-07, 2026 or 2026-07-01..2026-09-30 (default: this quarter)")
     size.add_argument("--format", choices=["table", "json"], default="table")
+    status.add_argument("--fleet", action="store_true",
+                        help="only the fleet: which instance holds which singleton task (PostgreSQL)")
     export = command("export", cmd_export, "probe history for auditors (JSON Lines or CSV)")
     export.add_argument("--from", dest="from_", metavar="D", help="first day (local), e.g. 2026-07-01")
     export.add_argument("--to", metavar="D", help="last day (local, inclusive)")

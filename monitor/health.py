@@ -1,7 +1,9 @@
 """Health of the monitor's own parts, kept in memory for `/healthz`.
 
 Components report into a `Health` object (the database checker, mailbox
-watchers, call-log pollers, the scheduler); `/healthz` only reads it.  The
+watchers, call-log pollers, the scheduler); `/healthz` only reads it.  In
+a fleet, the status of a task another instance holds (its mailbox) is
+copied here from what that instance reported.  The
 overall status is `down` when a *critical* part fails (the database: nothing
 can be recorded), `degraded` when any other part fails (one mailbox
 unreachable), and `ok` otherwise.
@@ -43,9 +45,13 @@ class Health:
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
 
-    def report(self, name: str, ok: bool, detail: str, at: datetime, *, critical: bool = False) -> None:
+    def report(self, name: str, ok: bool, detail: str, at: datetime, *, critical: bool = False,
+               since: datetime | None = None) -> None:
+        """`since`: when the part became ok or failing, when known better than from the reports seen here
+        (another instance of a fleet did the work and says when)."""
         previous = self._checks.get(name)
-        since = previous.since if previous is not None and previous.ok == ok else at
+        if since is None:
+            since = previous.since if previous is not None and previous.ok == ok else at
         self._checks[name] = Check(ok, critical, detail, since)
 
     def status(self) -> str:

@@ -2,8 +2,9 @@
 
 `/healthz` is open (no token) and reads only memory, so it answers even when
 the database hangs: 200 with `ok` or `degraded`, 503 with `down` (what a
-container orchestrator's health check wants).  Without a token each check
-says only up, degraded or down; its details (host names, file paths, error
+container orchestrator's health check wants).  Its `fleet` object says which
+instance holds which singleton task.  Without a token each check says only
+up, degraded or down; its details (host names, file paths, error
 texts) need a valid API token of any role, or the metrics token.
 
 A request that is not HTTP (a header line past 8,190 bytes, a space in a
@@ -48,8 +49,12 @@ class HealthReaders:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
     details = request.app[HEALTH_READERS].allowed(request.headers.get("Authorization"))
-    body = request.app[SERVICE].health.snapshot(details=details)
+    body = service.health.snapshot(details=details)
+    fleet = getattr(service, "fleet", None)
+    if fleet is not None:
+        body["fleet"] = fleet.view().public()
     return web.json_response(body, status=503 if body["status"] == "down" else 200,
                              headers={"Cache-Control": "no-store"})
 

@@ -15,6 +15,7 @@ mailbox message) (see README "Event log").
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import socket
@@ -116,6 +117,13 @@ class Runner:
         # our own mailbox cannot be read: a reply may be waiting there, so no deadline passes unobserved.
         self.observed_until: Callable[[ProbeRecord, datetime], datetime] = lambda probe, now: now
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def with_store(self, store: Store) -> Runner:
+        """This runner writing through `store`, e.g. a view of its own fenced by a fleet task: the sweeper and a
+        mailbox's watcher record under their task's fence, while dispatch, shared by every instance, is not."""
+        view = copy.copy(self)
+        view.store = store
+        return view
 
     # ------------------------------------------------------------------ dispatch
 

@@ -3,6 +3,8 @@
 Each row joins the compliance of the period (from `monitor.compliance`) with
 what is still open now: probes awaiting an answer (`open`) and those whose
 deadline passed with no answer yet (`overdue`, still watched for a late one).
+On PostgreSQL it also says which instance of the fleet holds which
+singleton task (`fleet_view`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from monitor.clock import SystemClock
 from monitor.compliance import Compliance, compliance
 from monitor.config.models import Config
 from monitor.derived import overdue as overdue_counts
+from monitor.fleet.tasks import fleet_tasks
+from monitor.fleet.view import FleetView
 from monitor.store.store import Store
 
 
@@ -82,3 +86,15 @@ def render_table(rows: list[StatusRow], days: int) -> str:
     if not rows:
         out.append("(no site has probes configured)")
     return "\n".join(out)
+
+
+async def fleet_view(store: Store, config: Config) -> FleetView:
+    """Who holds which task now, seen from outside the fleet; on SQLite, nobody else can be running."""
+    if not store.postgres:
+        return FleetView("", "single", instances=0)
+    from monitor.fleet.postgres import expected, read_view
+
+    async with store.read() as conn:
+        raw = await conn.get_raw_connection()
+        view = await read_view(raw.driver_connection, failover_seconds=config.fleet.failover_seconds)
+    return expected(fleet_tasks(config), view)

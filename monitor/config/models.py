@@ -759,6 +759,14 @@ class RunnerConfig(Frozen):
     )
 
 
+class FleetConfig(Frozen):
+    """Several `qualimon run` instances on one PostgreSQL database (README "Running a fleet")."""
+
+    failover_seconds: Annotated[float, Field(ge=1, le=600)] = Field(
+        default=15.0, description="A singleton task (planner, sweeper, refresh, a mailbox, a call log) whose holder "
+        "dies, freezes or loses its database connection has a new holder within this time.")
+
+
 class CallLogSource(Frozen):
     """A call log to read: Asterisk Master.csv, an Asterisk SQL `cdr` table, or an operator CSV export."""
 
@@ -812,6 +820,7 @@ class Config(Frozen):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     call_logs: dict[Annotated[str, Field(pattern=SLUG)], CallLogSource] = Field(default_factory=dict)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     # The channels this config was validated with (the registered probe kinds'); see config/channels.py.
     _channels: Mapping[str, ChannelSpec] = PrivateAttr(default_factory=lambda: BUILT_IN)

@@ -44,6 +44,8 @@ only while `export_derived` is on:
 - ``qualimon_calllog_last_ingest_timestamp_seconds`` gauge {source}
 - ``qualimon_calllog_rows_rejected_total`` counter {source, reason ∈ CALLLOG_REJECT_REASONS}
 - ``qualimon_last_probe_sent_timestamp_seconds`` gauge {site} (derived; sites with a planned channel)
+- ``qualimon_fleet_role`` gauge {task ∈ monitor.fleet.tasks.fleet_tasks(config)} (1 = this instance holds it)
+- ``qualimon_fleet_instances`` gauge (instances running on the database, this one included)
 
 Histogram buckets contain every commitment's nominal threshold (seconds,
 rings × cadence, working days × 86 400, business hours × 3 600), so the
@@ -52,9 +54,10 @@ answered probes without interpolation.
 
 Writers (the runner, the watchers, the call-log importer) call the plain
 methods of `Metrics`; the database-derived gauges are set by `apply_snapshot`,
-from a `DerivedSnapshot` that a background task computes (the runner also
-raises the last-send timestamp as it sends).  A scrape reads memory only and
-never touches the database.
+from a `DerivedSnapshot` that a background task computes.  In a fleet only
+the instance holding the `refresh` task computes it, and the others leave
+those gauges out of their exposition (`export_derived`), so they count once.
+A scrape reads memory only and never touches the database.
 
 How the values are kept and served fast is `monitor.metrics.exposition`'s
 business; `/metrics` itself is `monitor.metrics.http`'s.
@@ -73,6 +76,7 @@ from prometheus_client import CollectorRegistry
 import monitor
 from monitor.config.channels import ChannelSpec
 from monitor.config.models import Commitment, Config, Site
+from monitor.fleet.tasks import fleet_tasks
 from monitor.metrics.exposition import Exposition, Family, FamilySpec, Kind, LabelValues, register
 
 log = logging.getLogger("qualimon.metrics")
@@ -404,6 +408,10 @@ def _definitions(config: Config, lay: Layout) -> dict[str, tuple[FamilySpec, Ite
         "last_sent": (spec("qualimon_last_probe_sent_timestamp_seconds", "gauge",
                            "Last probe sent to the site on a planned channel, by any instance (from the database)",
                            ["site"]), [(site,) for site in lay.planned_sites]),
+        "fleet_role": (spec("qualimon_fleet_role", "gauge", "1 when this instance holds the singleton task",
+                            ["task"]), [(task,) for task in fleet_tasks(config)]),
+        "fleet_instances": (spec("qualimon_fleet_instances", "gauge",
+                                 "Instances running on the database, this one included", []), [()]),
     }
 
 
@@ -435,6 +443,8 @@ class Metrics:
     calllog_ingest: Family
     rows_rejected: Family
     last_sent: Family
+    fleet_role: Family
+    fleet_instances: Family
 
     def __init__(self, registry: CollectorRegistry, config: Config, source_ids: Sequence[str] = (),
                  *, strict: bool = False):
@@ -461,6 +471,7 @@ class Metrics:
             self._exposition.set(self.target, self.target.index[(cid,)], commitment.target_ratio)
             if commitment.threshold_seconds is not None:
                 self._exposition.set(self.threshold, self.threshold.index[(cid,)], commitment.threshold_seconds)
+        self._exposition.set(self.fleet_instances, 0, 1)
         register(registry, self._exposition)
 
     # ---- label checks
@@ -577,6 +588,16 @@ class Metrics:
         if count < 0:
             raise ValueError("count must be >= 0")
         self._inc(self.rows_rejected, source, _known_reason(reason, CALLLOG_REJECT_REASONS), amount=count)
+
+    # ---- the fleet
+
+    def fleet(self, held: Iterable[str], instances: int) -> None:
+        """Which tasks this instance holds (1) or not (0), and how many instances run.  Tasks outside the
+        config's (a kind's own) have no series and are left out."""
+        held = set(held)
+        for (task,), series in self.fleet_role.index.items():
+            self._exposition.set(self.fleet_role, series, 1.0 if task in held else 0.0)
+        self._exposition.set(self.fleet_instances, 0, float(instances))
 
     # ---- the background refresh
 

@@ -194,3 +194,19 @@ class StoredMessage:
     decision_reason: str | None = None
     decided_probe: str | None = None     # the probe it was attached to
     kept_bytes: int = 0                  # size of the kept raw message (0: not kept)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A fleet task held at `epoch`: writes made under it commit only while the task's epoch is still that."""
+
+    task: str
+    epoch: int
+
+
+class LeaseLost(StoreUnavailable):
+    """A fenced write was refused: another instance has taken the task over since this one held it.
+
+    A `StoreUnavailable`, so background work waits and retries as for an outage (it never skips what it
+    was recording); meanwhile the fleet notices the loss and cancels that work, and the new holder,
+    resuming from the stored cursors, records it once."""

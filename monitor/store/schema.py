@@ -19,6 +19,10 @@
 - `calls`: the sites' real calls read from call logs (CDR), judged like
   mystery calls; not part of the event chain (they are copies of the PBX's
   own records, re-readable at any time).
+- `fleet_leases`: one row per singleton task of a fleet (planner, sweeper,
+  refresh, a mailbox, a call log): its epoch, bumped by each new holder, that
+  fences the writes of an old one; who holds it; the status its holder
+  reports (`monitor/fleet`).
 
 Instants are stored as UTC; `UTCDateTime` gives them back timezone-aware on
 both backends (SQLite has no time zones).
@@ -269,3 +273,18 @@ class ProbeFingerprint(Base):
     probe_id: Mapped[str] = mapped_column(String(32), unique=True)
     channel: Mapped[str] = mapped_column(String(16))
     hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FleetLease(Base):
+    """A singleton task of a fleet: each takeover bumps `epoch`, and the holder's writes check it (fencing)."""
+
+    __tablename__ = "fleet_leases"
+
+    task: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What the holder last reported of its work (a mailbox up or down, and since when); null until it does.
+    up: Mapped[bool | None] = mapped_column(Boolean)
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    detail: Mapped[str | None] = mapped_column(String(200))

@@ -6,20 +6,33 @@ status, events, evidence, verdicts) that commit together or not at all.
 Events queued in a transaction are appended to the hash chain at the very
 end, so the chain-head row lock is always the last lock taken and held only
 for a moment (no lock-order deadlocks, short contention).
+
+Several instances may share one PostgreSQL store (a fleet, `monitor/fleet`):
+- `claim_due` keeps calls exclusive per site across them: the claim of a
+  site's call happens under a transaction-level advisory lock on that site,
+  and the site's busy check reads after taking it;
+- `Store.fenced(fence)` is a view whose write transactions first check that
+  the fleet task they belong to is still held at the same epoch (a shared
+  lock on its `fleet_leases` row, so a takeover waits for them and they fail
+  after it): the writes of an instance that lost the task never land;
+- `limit_stalls` ends the write transactions of a frozen instance, which
+  would otherwise hold the chain head and lease rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
+import zlib
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, true, tuple_, update
+from sqlalchemy import and_, case, delete, func, or_, select, text, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.store import calls, chain
@@ -37,7 +50,9 @@ from monitor.store.records import (
     Cursor,
     EventRecord,
     EvidenceItem,
+    Fence,
     InvalidCursor,
+    LeaseLost,
     MailboxMessage,
     NewProbe,
     ProbeRecord,
@@ -50,6 +65,7 @@ from monitor.store.schema import (
     ChainHead,
     Event,
     Evidence,
+    FleetLease,
     MailboxMessageRow,
     Plan,
     Probe,
@@ -58,6 +74,15 @@ from monitor.store.schema import (
     WatcherCursor,
 )
 from monitor.verdicts import VERDICTS
+
+#: First key of the transaction-level advisory locks that make a site's calls exclusive across a fleet
+#: (the session-level locks of fleet tasks use another namespace, see monitor/fleet/tasks.py).
+SITE_LOCKS = 0x71_6D_73  # "qms"
+
+
+def site_lock_key(site: str, channel: str) -> int:
+    """A stable 31-bit key per (site, channel); two sites sharing one only wait for each other's calls."""
+    return zlib.crc32(f"{channel}/{site}".encode()) & 0x7FFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -141,13 +166,14 @@ class StoreTx:
 
     async def claim_due(self, now: datetime, limit: int, owner: str, lease_until: datetime,
                         exclusive: Collection[str] = ()) -> list[ProbeRecord]:
-        """Atomically take due planned probes; of an `exclusive` channel (calls), at most one per site at a time."""
+        """Atomically take due planned probes; of an `exclusive` channel (calls), at most one per site at a time,
+        across every instance sharing the store."""
         candidates = (await self.conn.execute(
             select(Probe).where(Probe.status == PLANNED, Probe.planned_at <= now)
             .order_by(Probe.planned_at, Probe.id).limit(limit * 4)
             .with_for_update(skip_locked=True)
         )).all()
-        busy = await self._sites_busy(exclusive) if exclusive else set()
+        busy = await self._busy_exclusive(candidates, exclusive) if exclusive else set()
         chosen: list[Probe] = []
         for probe in candidates:
             if len(chosen) == limit:
@@ -168,6 +194,26 @@ class StoreTx:
             self.event(probe.id, "claimed", now, by=owner)
         rows = await rows_in(self.conn, ids, lambda chunk: select(Probe).where(Probe.id.in_(chunk)))
         return sorted((ProbeRecord.from_row(r) for r in rows), key=lambda r: (r.planned_at, r.id))
+
+    async def _busy_exclusive(self, candidates: Sequence[Any], exclusive: Collection[str]) -> set[tuple[str, str]]:
+        """The (site, channel) pairs of `exclusive` channels this transaction must not claim for.
+
+        On PostgreSQL, under READ COMMITTED, two dispatchers' busy checks would not see each other's
+        uncommitted claims, and each would take a call to the same site.  So the site's advisory lock is
+        taken first, without waiting (a site another instance is claiming for right now is busy), and the
+        busy check reads afterwards, in a statement that sees every claim committed before the lock was
+        released.  SQLite has one writer at a time (BEGIN IMMEDIATE): its busy check is enough."""
+        pairs = {(p.site, p.channel) for p in candidates if p.channel in exclusive}
+        if not pairs:
+            return set()
+        if not self.postgres:
+            return await self._sites_busy(exclusive)
+        keys = {site_lock_key(site, channel): (site, channel) for site, channel in pairs}
+        locked = {row[0] for row in await self.conn.execute(
+            text("SELECT k FROM unnest(CAST(:keys AS int[])) AS k WHERE pg_try_advisory_xact_lock(:ns, k)"),
+            {"keys": list(keys), "ns": SITE_LOCKS})}
+        contended = {pair for key, pair in keys.items() if key not in locked}
+        return contended | await self._sites_busy(exclusive)
 
     async def _sites_busy(self, channels: Collection[str]) -> set[tuple[str, str]]:
         rows = await self.conn.execute(
@@ -327,6 +373,23 @@ class Store:
         self.postgres = is_postgres(engine)
         # SQLite allows one writer: queue writers in-process instead of spinning on its busy timeout.
         self._sqlite_writer = None if self.postgres else asyncio.Lock()
+        self.fence: Fence | None = None
+        self._stall_ms = 0
+
+    def limit_stalls(self, seconds: float) -> None:
+        """On PostgreSQL, end a write transaction whose process stalls inside it for `seconds` (0: never).
+
+        In a fleet, a frozen instance (a paused VM, SIGSTOP) inside a write would otherwise keep its locks —
+        the chain head that every event append takes, a task's lease row — and hold every other instance's
+        writes, and the takeover of its tasks, back until it wakes (`idle_in_transaction_session_timeout`,
+        set for the write transaction only: reads may stream to a slow client for as long as they need)."""
+        self._stall_ms = max(0, round(seconds * 1000))
+
+    def fenced(self, fence: Fence) -> Store:
+        """A view of this store (same engine: never close it) whose writes commit only under `fence`."""
+        view = copy.copy(self)
+        view.fence = fence
+        return view
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -357,9 +420,26 @@ class Store:
         async with self.engine.connect() as conn:
             conn = await writing(conn)
             async with conn.begin():
+                if self.postgres:
+                    await self._guard(conn)
                 tx = StoreTx(conn, self.postgres)
                 yield tx
                 await tx.flush_events()
+
+    async def _guard(self, conn: AsyncConnection) -> None:
+        """First in a PostgreSQL write, in one round trip: the stall limit, and the fence when there is one (the
+        task's row, share-locked until commit, must still carry our epoch)."""
+        stall = func.set_config("idle_in_transaction_session_timeout", str(self._stall_ms), True)
+        fence = self.fence
+        if fence is None:
+            if self._stall_ms:
+                await conn.execute(select(stall))
+            return
+        columns: list[Any] = [FleetLease.epoch, *([stall] if self._stall_ms else [])]
+        epoch = (await conn.execute(select(*columns).where(FleetLease.task == fence.task)
+                                    .with_for_update(read=True))).scalar_one_or_none()
+        if epoch != fence.epoch:
+            raise LeaseLost(f"{fence.task}: held elsewhere now (epoch {epoch}, ours {fence.epoch}); write refused")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

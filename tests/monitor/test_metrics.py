@@ -24,6 +24,7 @@ from pydantic import SecretStr
 import monitor
 import monitor.metrics.exposition as exposition_module
 from monitor.config import Config, parse_config
+from monitor.fleet.tasks import fleet_tasks
 from monitor.metrics import DerivedSnapshot, Metrics
 from monitor.metrics.definitions import (
     CALL_OUTCOMES,
@@ -62,6 +63,8 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
     "qualimon_calllog_last_ingest_timestamp_seconds": ("gauge", {"source"}),
     "qualimon_calllog_rows_rejected": ("counter", {"source", "reason"}),
     "qualimon_last_probe_sent_timestamp_seconds": ("gauge", {"site"}),
+    "qualimon_fleet_role": ("gauge", {"task"}),
+    "qualimon_fleet_instances": ("gauge", set()),
 }
 
 HEAD = """
@@ -262,6 +265,7 @@ def test_label_values_are_only_config_names_and_enums(metrics, registry, config)
         "reason": {*SEND_FAILURE_REASONS, *CALLLOG_REJECT_REASONS},
         "version": {monitor.__version__},
         "bucket": {"matched", "unrelated", "held", "quarantined"},
+        "task": set(fleet_tasks(config)),
     }
     for family in families(registry).values():
         for sample in family.samples:

@@ -24,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from monitor.config import load_config
-from monitor.kinds import ProbeKind, ProbeOutcome, Response
+from monitor.derived import compute_snapshot
+from monitor.kinds import KindHost, ProbeKind, ProbeOutcome, Response
 from monitor.planner import Planner
 from monitor.runner import Runner
 from monitor.service import Service
@@ -101,16 +104,46 @@ async def obey(service: Service) -> None:
                 await service.runner.wait_idle()
             await service.refresh()
         elif command in ("derived on", "derived off"):
-            service.metrics.export_derived(command == "derived on")
+            pin_derived(service, command == "derived on")
             await service.refresh()
+            if command == "derived on":  # computed as if it held refresh, which a standby's refresh skips
+                assert service.store is not None
+                service.metrics.apply_snapshot(await compute_snapshot(
+                    service.store, service.config, service.clock.now(), with_last_sent=True))
         else:
             raise SystemExit(f"unknown command {command!r}")
         print(command, flush=True)
 
 
+@asynccontextmanager
+async def idle_mailboxes(host: KindHost) -> AsyncIterator[None]:
+    """Hold each mailbox's task as a real watcher would (answers come from the rounds, not from a mailbox),
+    so that the fleet has a holder for every task of the config and no alert says otherwise."""
+
+    async def hold(host: KindHost) -> None:
+        await asyncio.Event().wait()
+
+    tasks = [asyncio.create_task(host.lead(f"mailbox:{name}", hold)) for name in host.config.mailboxes]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def pin_derived(service: Service, on: bool) -> None:
+    """Export the derived figures or not, whatever the fleet says: "on" in a standby plays the moment of a
+    failover when two instances both export them (the fleet would otherwise turn them off at its next look)."""
+    metrics = service.metrics
+    export = type(metrics).export_derived
+    export(metrics, on)
+    metrics.export_derived = (lambda wanted: None) if on else (lambda wanted: export(metrics, wanted))  # type: ignore[method-assign]
+
+
 async def main(path: str, standby: bool) -> None:
     config = load_config(path)
-    kinds = {"email": ProbeKind("email", send_email), "phone": ProbeKind("phone", call)}
+    kinds = {"email": ProbeKind("email", send_email, background=idle_mailboxes), "phone": ProbeKind("phone", call)}
     Planner.plan = no_plan  # this process's rounds are the plan
     if standby:  # a second instance that takes no share of the work, so the busy one's counts are all
         Runner.dispatch_due = no_dispatch
